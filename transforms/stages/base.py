@@ -1,0 +1,103 @@
+"""The stage contract every engine runs (after NeMo Curator's stage contract, without its magic).
+
+A stage is defined once, engine-neutral. It declares the columns it reads and writes and the resources it needs,
+loads what it needs once per worker in `setup`, and works on whole Arrow tables, never on one tweet at a time.
+
+Two kinds:
+- BatchStage: `annotate(table)` returns new/replaced columns, `drop_reasons(table)` says which rows its keep rule drops.
+- DedupeStage: `keys(table)` emits grouping keys per row; an engine groups rows that share a key (connected
+  components), keeps the representative of each group (earliest created_at, then smallest id) and drops the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a stage needs on a worker."""
+
+    model_files: tuple[str, ...] = ()
+    gpu: bool = False
+
+
+class StageConfig(BaseModel):
+    """Base for each stage's typed settings (each stage module defines its own subclass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage:
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[pa.Field, ...]] = ()
+    # Columns in `writes` that are working data and never published (they may hold personal data).
+    internal: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: StageConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        self._ready = False
+
+    @property
+    def resources(self) -> Resources:
+        return Resources()
+
+    def setup(self) -> None:
+        """Load models and other per-worker state. Called once per worker before the first table."""
+
+    def ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+            self._ready = True
+
+    def __getstate__(self):
+        # Ship the configuration to workers, never loaded models: each worker runs setup() itself.
+        return {"config": self.config}
+
+    def __setstate__(self, state):
+        self.__init__(state["config"])
+
+
+class BatchStage(Stage):
+    def annotate(self, table: pa.Table) -> pa.Table:
+        """Columns to add (or replace, for names already in `table`), one row per input row. Pure and deterministic."""
+        raise NotImplementedError
+
+    def drop_reasons(self, table: pa.Table) -> pa.Array:
+        """Per row: null to keep, else a short reason. `table` already holds this stage's columns."""
+        return pa.nulls(table.num_rows, pa.string())
+
+
+class DedupeStage(Stage):
+    """Duplicates are rows connected through shared keys; see transforms/dedupe.py for the grouping."""
+
+    dup_of_column: ClassVar[str]
+    cluster_size_column: ClassVar[str]
+    drop_reason: ClassVar[str] = "duplicate"
+
+    def annotate(self, table: pa.Table) -> pa.Table:
+        """Per-row columns this stage publishes besides dup_of (may be empty)."""
+        return pa.table({})
+
+    def keys(self, table: pa.Table) -> pa.Table:
+        """Long table (row: int64 index into `table`, band: int32, key: uint64); rows sharing (band, key) are candidates."""
+        raise NotImplementedError
+
+    def pinned(self, table: pa.Table) -> tuple[pa.Array, pa.Array] | None:
+        """Rows whose duplicate target is known up front (e.g. a retweet's original): (dup_of ids, reasons), null = not pinned."""
+        return None
+
+    def payload(self, table: pa.Table) -> np.ndarray | None:
+        """Per-row data needed to verify candidate pairs (e.g. MinHash signatures), or None when pairs need no check."""
+        return None
+
+    def verify(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """For candidate pairs (payload rows a[i], b[i]) return a boolean mask of the pairs that really are duplicates."""
+        return np.ones(len(a), dtype=bool)
