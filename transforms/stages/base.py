@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 
@@ -101,3 +102,15 @@ class DedupeStage(Stage):
     def verify(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """For candidate pairs (payload rows a[i], b[i]) return a boolean mask of the pairs that really are duplicates."""
         return np.ones(len(a), dtype=bool)
+
+
+def reasons_where(mask, reason: str, num_rows: int) -> pa.Array:
+    """A drop-reason column: `reason` where mask is true, null elsewhere (mask None, or null entries, keep the row).
+
+    mask: a boolean numpy array, Arrow array or chunked array.
+    """
+    if mask is None:
+        return pa.nulls(num_rows, pa.string())
+    mask = pc.fill_null(pa.array(mask) if isinstance(mask, np.ndarray) else mask, False)
+    out = pc.if_else(mask, pa.scalar(reason), pa.scalar(None, pa.string()))
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out

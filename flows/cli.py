@@ -1,0 +1,177 @@
+"""`tweetmill`: the command line. Thin: parses arguments, calls the pipeline, prints a summary.
+
+Errors a user can fix (a missing input, a bad config) are one line on stderr and exit status 2; a run stopped by
+its own quality limits exits 3; nothing here prints a traceback for those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_USAGE, EXIT_QUALITY = 2, 3
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.completed:,.0f} records"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _config(args):
+    from transforms.config import load_config
+
+    overrides = {}
+    if getattr(args, "stages", None):
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if getattr(args, "max_reject_rate", None) is not None:
+        overrides["max_reject_rate"] = args.max_reject_rate
+    return load_config(args.config, **overrides)
+
+
+def _print_funnel(report: dict) -> None:
+    t = Table(title="tweetmill run", show_lines=False)
+    for col in ("stage", "in", "out", "dropped", "reasons"):
+        t.add_column(col, justify="right" if col in ("in", "out", "dropped") else "left")
+    t.add_row("read", f"{report['input_records']:,}", f"{report['input_records'] - report['rejected']:,}",
+              f"{report['rejected']:,}", "rejected (see rejects table)")
+    for s in report["stages"]:
+        reasons = ", ".join(f"{k}={v:,}" for k, v in s.get("reasons", {}).items())
+        t.add_row(s["name"], f"{s['input']:,}", f"{s['output']:,}", f"{s['dropped']:,}", reasons)
+    Console().print(t)
+
+
+def cmd_run(args) -> int:
+    from transforms import pipeline
+
+    config = _config(args)
+    with _progress() as bar:
+        task = bar.add_task("curating", total=None)
+        report = pipeline.run(args.inputs, args.output, config, mode=args.mode, progress=lambda n: bar.advance(task, n))
+    _print_funnel(report)
+    print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
+          f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from transforms import pipeline
+
+    config = _config(args)
+    with _progress() as bar:
+        task = bar.add_task("annotating", total=None)
+        summary = pipeline.annotate(args.inputs, args.output, config, progress=lambda n: bar.advance(task, n))
+    print(f"wrote {summary['output_records']:,} annotated rows to {args.output} "
+          f"({summary['rejected']:,} input records rejected)")
+    return 0
+
+
+def cmd_versions(args) -> int:
+    from transforms import publish
+
+    rows = publish.versions(Path(args.table))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    t = Table(title=f"versions of {args.table}")
+    for col in ("version", "time", "operation", "rows", "rejected", "per stage (in -> out)"):
+        t.add_column(col)
+    for r in rows:
+        stages = "; ".join(f"{s['name']} {s['input']:,}->{s['output']:,}" for s in r.get("stages", []))
+        t.add_row(str(r["version"]), r["timestamp"], str(r["operation"]), f"{r.get('output_records', '')}",
+                  f"{r.get('rejected', '')}", stages)
+    Console().print(t)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from transforms import demo, pipeline
+    from transforms.config import load_config
+
+    out = Path(args.output)
+    manifest = demo.write_demo_corpus(out / "raw", n_tweets=args.n)
+    config = load_config(args.config, **{"readers": {"csv_columns": manifest.get("csv_columns", {})}})
+    if args.stages:
+        config = load_config(args.config, stages=args.stages.split(","), readers={"csv_columns": manifest.get("csv_columns", {})})
+    with _progress() as bar:
+        task = bar.add_task("curating demo corpus", total=None)
+        report = pipeline.run([str(out / "raw")], out / "table", config, mode="overwrite" if (out / "table").exists() else "append",
+                              progress=lambda n: bar.advance(task, n))
+    _print_funnel(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    print(f"demo table: {out / 'table'} (version {report['version']}, {report['output_records']:,} rows); "
+          f"report: {out / 'report.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tweetmill", description="Raw tweet dumps in, clean versioned training data out.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--stages", help="comma-separated stage names, in order (default: from the config)")
+        sp.add_argument("--config", help="YAML/JSON/TOML config file")
+
+    r = sub.add_parser("run", help="curate inputs into a new version of a Delta table")
+    r.add_argument("inputs", nargs="+", help="files, directories, globs or fsspec URIs")
+    r.add_argument("--output", "-o", required=True, help="Delta table path")
+    r.add_argument("--report", help="also write the run report JSON here")
+    r.add_argument("--mode", choices=("append", "overwrite"), default="append")
+    r.add_argument("--max-reject-rate", type=float, help="fail (publish nothing) above this share of rejected records")
+    common(r)
+    r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("annotate", help="run the stages, drop nothing, write every row with its stage columns")
+    a.add_argument("inputs", nargs="+")
+    a.add_argument("--output", "-o", required=True, help="Parquet file to write")
+    common(a)
+    a.set_defaults(func=cmd_annotate)
+
+    v = sub.add_parser("versions", help="list a table's versions with their row counts and per-stage counts")
+    v.add_argument("table")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_versions)
+
+    d = sub.add_parser("demo", help="generate the bundled demo corpus and curate it")
+    d.add_argument("--output", "-o", default="demo-output")
+    d.add_argument("-n", type=int, default=24000, help="number of demo tweets")
+    common(d)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from transforms.config import ConfigError
+    from transforms.pipeline import RejectRateExceeded
+    from transforms.publish import PublishError
+    from transforms.readers import InputError
+
+    try:
+        return args.func(args)
+    except (InputError, ConfigError, PublishError) as e:
+        console.print(f"tweetmill: error: {e}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except RejectRateExceeded as e:
+        console.print(f"tweetmill: {e}", markup=False, highlight=False)
+        return EXIT_QUALITY
+
+
+if __name__ == "__main__":
+    sys.exit(main())

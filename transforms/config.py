@@ -1,0 +1,102 @@
+"""Run configuration: one typed model, loaded from YAML/JSON/TOML, validated before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transforms.stages import CATALOGUE, DEFAULT_STAGES, Stage, stage_class
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used: the CLI prints it on one line and exits 2 (no retry helps)."""
+
+
+class ReadersConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str | None = None
+    csv_columns: dict[str, str] = Field(default_factory=dict)
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shard_max_rows: int = Field(1_000_000, gt=0)
+    shard_max_bytes: int = Field(512 << 20, gt=0)  # estimated in-memory bytes per shard
+    row_group_rows: int = Field(250_000, gt=0)
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # stage name -> that stage's settings
+    max_reject_rate: float = Field(1.0, ge=0.0, le=1.0)
+    engine: Literal["polars"] = "polars"
+    part_rows: int = Field(262_144, gt=0)  # rows per working part: bounds the memory of every step
+    readers: ReadersConfig = Field(default_factory=ReadersConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(CATALOGUE)}")
+        if len(set(stages)) != len(stages):
+            raise ValueError("a stage is listed twice")
+        return stages
+
+    @model_validator(mode="after")
+    def _settings_valid(self) -> "PipelineConfig":
+        for name in self.settings:
+            if name not in CATALOGUE:
+                raise ValueError(f"settings for unknown stage {name!r}")
+        for name in self.stages:  # validate each stage's settings now, not halfway through a run
+            self.stage_config(name)
+        return self
+
+    def stage_config(self, name: str):
+        cls = stage_class(name)
+        return cls.Config(**self.settings.get(name, {}))
+
+    def build_stages(self) -> list[Stage]:
+        return [stage_class(name)(self.stage_config(name)) for name in self.stages]
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> PipelineConfig:
+    """Read a config file (YAML, JSON or TOML) and apply overrides (e.g. stages from the command line)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
+        try:
+            if p.suffix == ".toml":
+                data = tomllib.loads(raw)
+            elif p.suffix == ".json":
+                data = json.loads(raw)
+            else:
+                data = yaml.safe_load(raw) or {}
+        except (ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot parse config {p}: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {p} must be a mapping of settings")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return PipelineConfig(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "config"
+        raise ConfigError(f"invalid config: {where}: {first['msg']}") from None

@@ -1,0 +1,91 @@
+"""Connected components over shared keys, vectorized, band by band: the grouping step of every dedupe stage.
+
+Nodes are numbered by rank (0 = most preferred row), so the smallest node of a component is its representative.
+Union-find runs as array operations (hook the larger root under the smaller, then pointer-jump until flat), one band
+at a time, so memory stays O(rows + one band's keys) instead of O(all candidate pairs).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Verify = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _flatten(parent: np.ndarray) -> np.ndarray:
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
+
+
+def union_edges(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Merge the components of each edge (u[i], v[i]) into `parent` (a flat forest where roots are component minima)."""
+    while len(u):
+        pu, pv = parent[u], parent[v]
+        differ = pu != pv
+        if not differ.any():
+            return parent
+        u, v = u[differ], v[differ]
+        lo = np.minimum(pu[differ], pv[differ])
+        hi = np.maximum(pu[differ], pv[differ])
+        np.minimum.at(parent, hi, lo)
+        parent = _flatten(parent)
+    return parent
+
+
+def _band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Star edges for one band: every node to the smallest node sharing its key."""
+    order = np.lexsort((nodes, keys))
+    k, n = keys[order], nodes[order]
+    starts = np.ones(len(k), dtype=bool)
+    starts[1:] = k[1:] != k[:-1]
+    center = n[np.maximum.accumulate(np.where(starts, np.arange(len(k)), 0))]
+    member = ~starts
+    return center[member], n[member]
+
+
+def find_representatives(
+    rows: np.ndarray,
+    bands: np.ndarray,
+    keys: np.ndarray,
+    rank: np.ndarray,
+    verify: Verify | None = None,
+) -> np.ndarray:
+    """rep[r] = the min-rank row of r's component, where rows sharing a (band, key) are joined.
+
+    rows/bands/keys are long arrays, one entry per (row, band key). rank[r] orders the rows (lower wins: earliest
+    created_at, then smallest id) and is a permutation of 0..n-1. verify(a_rows, b_rows) filters candidate pairs.
+    """
+    rank = np.asarray(rank, dtype=np.int64)
+    n = len(rank)
+    row_of_node = np.empty(n, dtype=np.int64)
+    row_of_node[rank] = np.arange(n, dtype=np.int64)
+    parent = np.arange(n, dtype=np.int64)
+    if n == 0 or len(rows) == 0:
+        return row_of_node[parent[rank]]
+    nodes = rank[np.asarray(rows, dtype=np.int64)]
+    bands = np.asarray(bands)
+    keys = np.asarray(keys, dtype=np.uint64)
+    for band in np.unique(bands):
+        sel = bands == band
+        u, v = _band_edges(nodes[sel], keys[sel])
+        if verify is not None and len(u):
+            ok = np.asarray(verify(row_of_node[u], row_of_node[v]), dtype=bool)
+            u, v = u[ok], v[ok]
+        parent = union_edges(parent, u, v)
+    return row_of_node[parent[rank]]
+
+
+def preference_rank(created_at_us: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rank rows by (created_at, id) ascending, nulls last: rank 0 is the row a duplicate group keeps.
+
+    created_at_us: int64 microseconds with np.iinfo(np.int64).max for missing; ids: uint64 tweet ids.
+    """
+    order = np.lexsort((ids, created_at_us))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank

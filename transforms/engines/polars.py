@@ -1,0 +1,290 @@
+"""The single-machine engine: runs stage definitions over Parquet parts of bounded size, one part in memory at a time.
+
+Translation only: what a stage does lives in transforms/stages/; how duplicates are grouped in transforms/dedupe.py.
+Every step reads the previous step's parts and writes its own, so memory is bounded by the part size and each
+finished step can be kept for a resumed run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from transforms.dedupe import find_representatives, preference_rank
+from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
+from transforms.stages.base import BatchStage, DedupeStage, Stage
+
+Progress = Callable[[int], None]  # called with the number of rows just processed
+STAGING_COMPRESSION = "lz4"
+ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under this name until the end
+
+
+@dataclass
+class StepResult:
+    parts: list[Path]
+    rows_in: int
+    rows_out: int
+    drop_reasons: Counter = field(default_factory=Counter)
+    drops: Path | None = None
+
+
+@dataclass
+class IngestResult:
+    parts: list[Path]
+    records: int
+    rejected: int
+    rejects: Path
+
+
+def read_parts(parts: Sequence[Path]) -> Iterator[pa.Table]:
+    for part in parts:
+        yield pq.read_table(part)
+
+
+class _PartWriter:
+    """Writes tables into numbered Parquet parts of about `part_rows` rows."""
+
+    def __init__(self, out_dir: Path, part_rows: int):
+        self.out_dir, self.part_rows = out_dir, part_rows
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.parts: list[Path] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            if not self.parts and not self._pending:
+                self._pending.append(table)  # keep the schema even if everything is empty
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= self.part_rows:
+            self._flush(self.part_rows)
+
+    def _flush(self, rows: int | None = None) -> None:
+        combined = pa.concat_tables(self._pending, promote_options="default")
+        head = combined if rows is None else combined.slice(0, rows)
+        path = self.out_dir / f"part-{len(self.parts):05d}.parquet"
+        pq.write_table(head, path, compression=STAGING_COMPRESSION)
+        self.parts.append(path)
+        rest = combined.slice(head.num_rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> list[Path]:
+        if self._pending and (self._pending_rows or not self.parts):
+            self._flush()
+        return self.parts
+
+
+class _TableLog:
+    """Appends rows of a fixed schema to one Parquet file, streaming."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path, self.schema = path, schema
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.select(self.schema.names).cast(self.schema))
+            self.rows += table.num_rows
+
+    def close(self) -> Path:
+        self._writer.close()
+        return self.path
+
+
+def _merge(table: pa.Table, columns: pa.Table) -> pa.Table:
+    for name in columns.column_names:
+        col = columns.column(name)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    return table
+
+
+def _first_reason(table: pa.Table, reasons: pa.Array) -> pa.Table:
+    """Annotate mode: remember the first stage that would drop each row."""
+    if "drop_reason" not in table.column_names:
+        return table.append_column("drop_reason", reasons)
+    merged = pc.coalesce(table.column("drop_reason"), reasons)
+    return table.set_column(table.column_names.index("drop_reason"), "drop_reason", merged)
+
+
+def _drops(table: pa.Table, stage: str, reasons: pa.Array, dup_of: pa.Array | None) -> pa.Table:
+    dropped = pc.is_valid(reasons)
+    ids = table.column("id").filter(dropped)
+    return pa.table(
+        {
+            "id": ids,
+            "stage": pa.array([stage] * len(ids), pa.string()),
+            "reason": reasons.filter(dropped),
+            "dup_of": dup_of.filter(dropped) if dup_of is not None else pa.nulls(len(ids), pa.string()),
+        },
+        schema=DROP_SCHEMA,
+    )
+
+
+class PolarsEngine:
+    name = "polars"
+
+    def __init__(self, part_rows: int = 262_144, progress: Progress | None = None):
+        self.part_rows = part_rows
+        self.progress = progress or (lambda n: None)
+
+    # -- ingest ---------------------------------------------------------------------------------------------------
+    def ingest(self, inputs: Sequence[str], options, out_dir: Path, keep_original: bool) -> IngestResult:
+        from transforms.readers import read_inputs
+
+        writer = _PartWriter(out_dir / "parts", self.part_rows)
+        rejects = _TableLog(out_dir / "rejects.parquet", REJECT_SCHEMA)
+        for batch in read_inputs(inputs, options):
+            tweets = batch.tweets
+            if keep_original:
+                tweets = tweets.append_column(ORIGINAL_TEXT, tweets.column("text"))
+            writer.add(tweets)
+            rejects.add(batch.rejects)
+            self.progress(batch.tweets.num_rows + batch.rejects.num_rows)
+        if not writer.rows and not writer.parts and not writer._pending:
+            empty = TWEET_SCHEMA.empty_table()
+            writer.add(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty)
+        return IngestResult(writer.close(), writer.rows + rejects.rows, rejects.rows, rejects.close())
+
+    # -- stages ---------------------------------------------------------------------------------------------------
+    def run_stage(self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool) -> StepResult:
+        stage.ensure_setup()
+        if isinstance(stage, DedupeStage):
+            return self._run_dedupe(stage, parts, out_dir, annotate_only)
+        return self._run_batch(stage, parts, out_dir, annotate_only)
+
+    def _finish_table(self, stage, table, reasons, dup_of, annotate_only, writer, drops, counts) -> None:
+        if reasons.null_count < len(reasons):
+            for item in pc.value_counts(reasons.drop_null()).to_pylist():
+                counts[item["values"]] += item["counts"]
+        if annotate_only:
+            writer.add(_first_reason(table, pc.binary_join_element_wise(stage.name, reasons, ":")))
+        else:
+            writer.add(table.filter(pc.is_null(reasons)))
+            drops.add(_drops(table, stage.name, reasons, dup_of))
+        self.progress(table.num_rows)
+
+    def _run_batch(self, stage: BatchStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
+        writer = _PartWriter(out_dir / "parts", self.part_rows)
+        drops = _TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
+        counts: Counter = Counter()
+        rows_in = 0
+        for table in read_parts(parts):
+            rows_in += table.num_rows
+            table = _merge(table, stage.annotate(table))
+            self._finish_table(stage, table, stage.drop_reasons(table), None, annotate_only, writer, drops, counts)
+        out = writer.close()
+        return StepResult(out, rows_in, writer.rows, counts, drops.close())
+
+    def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
+        # Pass 1: keys and ordering data for every row, part by part.
+        key_rows, key_bands, key_values, created, ids, payloads = [], [], [], [], [], []
+        pinned_ids, pinned_reasons, row_offset = [], [], 0
+        for table in read_parts(parts):
+            table = _merge(table, stage.annotate(table))
+            pins = stage.pinned(table)
+            keys = stage.keys(table)
+            if pins is not None:
+                keep_keys = pc.is_null(pc.take(pins[1], keys.column("row")))
+                keys = keys.filter(keep_keys)
+                pinned_ids.append(pins[0])
+                pinned_reasons.append(pins[1])
+            key_rows.append(keys.column("row").to_numpy() + row_offset)
+            key_bands.append(keys.column("band").to_numpy())
+            key_values.append(keys.column("key").to_numpy())
+            ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
+            created.append(ts.to_numpy())
+            ids.append(table.column("id").cast(pa.uint64()).to_numpy())
+            payload = stage.payload(table)
+            if payload is not None:
+                payloads.append(payload)
+            row_offset += table.num_rows
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
+        rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids)
+        payload_all = np.concatenate(payloads) if payloads else None
+        verify = (lambda a, b: stage.verify(payload_all[a], payload_all[b])) if payload_all is not None else None
+        rep = find_representatives(
+            np.concatenate(key_rows) if key_rows else np.zeros(0, np.int64),
+            np.concatenate(key_bands) if key_bands else np.zeros(0, np.int32),
+            np.concatenate(key_values) if key_values else np.zeros(0, np.uint64),
+            rank,
+            verify,
+        )
+        del key_rows, key_bands, key_values, created, payloads, payload_all
+        cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
+
+        # Pass 2: attach dup_of / cluster size, apply the keep rule.
+        writer = _PartWriter(out_dir / "parts", self.part_rows)
+        drops = _TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
+        counts: Counter = Counter()
+        row_offset = 0
+        for i, table in enumerate(read_parts(parts)):
+            n = table.num_rows
+            table = _merge(table, stage.annotate(table))
+            r = rep[row_offset : row_offset + n]
+            is_dup = r != np.arange(row_offset, row_offset + n)
+            dup_of = pc.if_else(pa.array(is_dup), pa.array(all_ids[r]).cast(pa.string()), pa.scalar(None, pa.string()))
+            reasons = pc.if_else(pa.array(is_dup), pa.scalar(stage.drop_reason), pa.scalar(None, pa.string()))
+            if pinned_reasons:
+                dup_of = pc.coalesce(pinned_ids[i], dup_of)
+                reasons = pc.coalesce(pinned_reasons[i], reasons)
+            sizes = pa.array(cluster_size[row_offset : row_offset + n].astype(np.int64))
+            table = _merge(table, pa.table({stage.dup_of_column: dup_of, stage.cluster_size_column: sizes}))
+            self._finish_table(stage, table, reasons, dup_of, annotate_only, writer, drops, counts)
+            row_offset += n
+        out = writer.close()
+        return StepResult(out, row_offset, writer.rows, counts, drops.close())
+
+    # -- output ---------------------------------------------------------------------------------------------------
+    def write_shards(
+        self,
+        parts: Sequence[Path],
+        out_dir: Path,
+        name: Callable[[int], str],
+        columns: Callable[[pa.Schema], list[str]],
+        max_rows: int,
+        max_bytes: int,
+        row_group_rows: int,
+    ) -> list[Path]:
+        """Rewrite the final parts as zstd Parquet shards of bounded size, in input order."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shards: list[Path] = []
+        writer, rows, nbytes = None, 0, 0
+        for table in read_parts(parts):
+            table = table.select(columns(table.schema))
+            offset = 0
+            while offset < table.num_rows:
+                if writer is None:
+                    path = out_dir / name(len(shards))
+                    writer = pq.ParquetWriter(path, table.schema, compression="zstd", compression_level=3)
+                    shards.append(path)
+                    rows, nbytes = 0, 0
+                per_row = max(1, table.nbytes // max(1, table.num_rows))
+                room = min(max_rows - rows, max(1, (max_bytes - nbytes) // per_row))
+                chunk = table.slice(offset, room)
+                writer.write_table(chunk, row_group_size=row_group_rows)
+                rows += chunk.num_rows
+                nbytes += chunk.num_rows * per_row
+                offset += chunk.num_rows
+                if rows >= max_rows or nbytes >= max_bytes:
+                    writer.close()
+                    writer = None
+        if writer is not None:
+            writer.close()
+        return shards

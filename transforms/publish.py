@@ -1,0 +1,117 @@
+"""Publishing: commit already-written shards as a new Delta table version, atomically, with the run's metadata.
+
+The shards are written inside the table folder before the commit; until the commit lands they are invisible to every
+Delta reader, so a crashed or rejected run leaves the table at its previous version. Beside the data, under
+`_tweetmill/`, live the rejects and drop-log tables and one report per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+SIDECAR = "_tweetmill"
+META_KEY = "tweetmill"
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+def data_dir(table: Path, run_id: str) -> Path:
+    return table / "data" / run_id
+
+
+def sidecar(table: Path, name: str) -> Path:
+    return table / SIDECAR / name
+
+
+def table_exists(table: Path) -> bool:
+    return DeltaTable.is_deltatable(str(table))
+
+
+def _add_action(table: Path, shard: Path) -> AddAction:
+    meta = pq.read_metadata(shard)
+    stat = shard.stat()
+    stats = json.dumps({"numRecords": meta.num_rows})
+    rel = shard.relative_to(table).as_posix()
+    return AddAction(rel, stat.st_size, {}, int(stat.st_mtime * 1000), True, stats)
+
+
+def commit_shards(
+    table: Path,
+    shards: Sequence[Path],
+    schema: pa.Schema,
+    metadata: dict[str, Any],
+    mode: Literal["append", "overwrite"] = "append",
+) -> int:
+    """Commit the shards as one new version; returns that version. The commit is the publish point."""
+    actions = [_add_action(table, s) for s in shards]
+    props = CommitProperties(custom_metadata={META_KEY: json.dumps(metadata, sort_keys=True)})
+    if not table_exists(table):
+        table.mkdir(parents=True, exist_ok=True)
+        create_table_with_add_actions(str(table), schema, actions, mode="append", commit_properties=props)
+    else:
+        dt = DeltaTable(str(table))
+        current = pa.schema(dt.schema().to_arrow())
+        if [f.name for f in current] != [f.name for f in schema]:
+            raise PublishError(
+                f"the run's columns do not match the table's; table has {', '.join(current.names)}, "
+                f"run has {', '.join(schema.names)} (use a new table or --mode overwrite)"
+            )
+        dt.create_write_transaction(actions, mode=mode, schema=schema, commit_properties=props)
+    return DeltaTable(str(table)).version()
+
+
+def append_log(table: Path, name: str, rows: pa.Table, run_id: str) -> None:
+    """Append a run's rejects or drop log to its sidecar Delta table (tagged with the run id)."""
+    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+    write_deltalake(str(sidecar(table, name)), rows, mode="append")
+
+
+def read_log(table: Path, name: str, run_id: str | None = None) -> pa.Table:
+    path = sidecar(table, name)
+    if not DeltaTable.is_deltatable(str(path)):
+        return pa.table({})
+    data = DeltaTable(str(path)).to_pyarrow_table()
+    if run_id is not None:
+        data = data.filter(pa.compute.equal(data.column("run_id"), run_id))
+    return data
+
+
+def write_report(table: Path, run_id: str, report: dict) -> Path:
+    path = sidecar(table, "runs") / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def versions(table: Path) -> list[dict[str, Any]]:
+    """One entry per table version, newest first: version, time, operation and the run's metadata."""
+    try:
+        history = DeltaTable(str(table)).history()
+    except TableNotFoundError:
+        raise PublishError(f"no Delta table at {table}") from None
+    out = []
+    for commit in history:
+        meta = json.loads(commit[META_KEY]) if META_KEY in commit else {}
+        out.append(
+            {
+                "version": commit.get("version"),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(commit.get("timestamp", 0) / 1000)),
+                "operation": commit.get("operation"),
+                **meta,
+            }
+        )
+    return out

@@ -1,0 +1,51 @@
+"""dedupe_exact: tweets whose dedupe keys are equal are one tweet; pure retweets are copies of their original.
+
+Keys are stable 64-bit hashes of the normalized dedupe key (transforms/hashing.py), so they can be stored beside a
+table and compared in later runs and on any engine. The engine keeps the earliest tweet of each group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.hashing import hash64
+from transforms.stages.base import DedupeStage, StageConfig
+from transforms.stages.normalize import RT_PREFIX
+
+
+class DedupeExactConfig(StageConfig):
+    drop_retweets: bool = True  # a pure retweet ("RT @x:" or a retweet reference) duplicates its original
+
+
+class DedupeExact(DedupeStage):
+    name = "dedupe_exact"
+    Config = DedupeExactConfig
+    reads = ("id", "text", "dedupe_key", "retweet_of_id")
+    writes = (pa.field("dedupe_hash", pa.int64()),)
+    dup_of_column = "exact_dup_of"
+    cluster_size_column = "exact_cluster_size"
+
+    def _hashes(self, table: pa.Table) -> np.ndarray:
+        return hash64(table.column("dedupe_key"))
+
+    def annotate(self, table: pa.Table) -> pa.Table:
+        # int64 view of the uint64 hash: Parquet and Delta have no unsigned 64-bit type.
+        return pa.table({"dedupe_hash": pa.array(self._hashes(table).view(np.int64))})
+
+    def keys(self, table: pa.Table) -> pa.Table:
+        hashes = table.column("dedupe_hash").to_numpy().view(np.uint64) if "dedupe_hash" in table.column_names else self._hashes(table)
+        n = table.num_rows
+        return pa.table(
+            {"row": np.arange(n, dtype=np.int64), "band": np.zeros(n, dtype=np.int32), "key": hashes}
+        )
+
+    def pinned(self, table: pa.Table) -> tuple[pa.Array, pa.Array] | None:
+        if not self.config.drop_retweets:
+            return None
+        original = table.column("retweet_of_id")
+        textual = pc.match_substring_regex(pc.fill_null(table.column("text"), ""), RT_PREFIX)
+        is_rt = pc.or_(pc.is_valid(original), textual)
+        reason = pc.if_else(is_rt, pa.scalar("retweet"), pa.scalar(None, pa.string()))
+        return pc.if_else(is_rt, original, pa.scalar(None, pa.string())).combine_chunks(), reason.combine_chunks()
