@@ -40,6 +40,8 @@ def _config(args):
         overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
     if getattr(args, "max_reject_rate", None) is not None:
         overrides["max_reject_rate"] = args.max_reject_rate
+    if getattr(args, "csv_columns", None):
+        overrides["readers"] = {"csv_columns": args.csv_columns}
     return load_config(args.config, **overrides)
 
 
@@ -56,12 +58,14 @@ def _print_funnel(report: dict) -> None:
 
 
 def cmd_run(args) -> int:
+    from flows.curate import curate
     from transforms import pipeline
 
     config = _config(args)
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
-        report = pipeline.run(args.inputs, args.output, config, mode=args.mode, progress=lambda n: bar.advance(task, n))
+        pipeline.progress_hook = lambda n: bar.advance(task, n)
+        report = curate(args.inputs, str(args.output), config, mode=args.mode)
     _print_funnel(report)
     print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
           f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")
@@ -101,22 +105,38 @@ def cmd_versions(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from flows.curate import curate
     from transforms import demo, pipeline
-    from transforms.config import load_config
 
     out = Path(args.output)
     manifest = demo.write_demo_corpus(out / "raw", n_tweets=args.n)
-    config = load_config(args.config, **{"readers": {"csv_columns": manifest.get("csv_columns", {})}})
-    if args.stages:
-        config = load_config(args.config, stages=args.stages.split(","), readers={"csv_columns": manifest.get("csv_columns", {})})
+    args.csv_columns = manifest["csv_columns"]
+    config = _config(args)
     with _progress() as bar:
         task = bar.add_task("curating demo corpus", total=None)
-        report = pipeline.run([str(out / "raw")], out / "table", config, mode="overwrite" if (out / "table").exists() else "append",
-                              progress=lambda n: bar.advance(task, n))
+        pipeline.progress_hook = lambda n: bar.advance(task, n)
+        report = curate([str(out / "raw")], str(out / "table"), config, mode="overwrite")
     _print_funnel(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     print(f"demo table: {out / 'table'} (version {report['version']}, {report['output_records']:,} rows); "
           f"report: {out / 'report.json'}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from flows.curate import curate_landing
+
+    config = _config(args)
+    schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
+    print(f"serving deployment 'landing' of flow curate-landing ({schedule}); Ctrl-C stops")
+    curate_landing.serve(
+        name="landing",
+        parameters={"landing": str(Path(args.landing).resolve()), "table": str(Path(args.table).resolve()),
+                    "config": config.model_dump(mode="json")},
+        limit=1,  # one run at a time: two runs must never take the same landing file
+        global_limit=1,
+        **schedule,
+    )
     return 0
 
 
@@ -153,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-n", type=int, default=24000, help="number of demo tweets")
     common(d)
     d.set_defaults(func=cmd_demo)
+    s = sub.add_parser("serve", help="serve the scheduled landing-folder deployment from this process")
+    s.add_argument("--landing", required=True, help="folder where new tweet files arrive")
+    s.add_argument("--table", required=True, help="Delta table the new files are appended to")
+    s.add_argument("--cron", default="7 * * * *", help="schedule (default: hourly at minute 7)")
+    s.add_argument("--interval", type=float, help="run every N seconds instead of --cron")
+    common(s)
+    s.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,7 +1,8 @@
-"""One run, engine-neutral: ingest -> stages -> shards -> publish, with counts that always reconcile.
+"""One curation run, engine-neutral: ingest -> stages -> shards -> publish, with counts that always reconcile.
 
-`run` publishes a new table version; `annotate` runs the same stages but drops nothing and writes one row per input
-record with every stage's columns. The Prefect flow (flows/curate.py) calls the same steps.
+`Curation` exposes the run as steps (the Prefect flow in flows/curate.py makes each one a task); `run` calls them in
+order; `annotate` runs the same stages but drops nothing. Finished steps are kept (transforms/steps.py), so a rerun
+after a crash resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -23,9 +23,17 @@ import pyarrow.parquet as pq
 import transforms
 from transforms import publish
 from transforms.config import PipelineConfig
-from transforms.engines.polars import ORIGINAL_TEXT, IngestResult, PolarsEngine, StepResult
+from transforms.engines import make_engine
+from transforms.engines.common import ORIGINAL_TEXT, IngestResult, StepResult
 from transforms.readers import ReaderOptions, expand_inputs, fingerprint
-from transforms.stages.base import DedupeStage, Stage
+from transforms.stages.base import DedupeStage
+from transforms.steps import StepCache, step_key
+
+Mode = Literal["append", "overwrite"]
+
+
+# Called with the number of records each step just processed; the CLI points it at its progress bar.
+progress_hook: Callable[[int], None] | None = None
 
 
 class RejectRateExceeded(RuntimeError):
@@ -48,50 +56,141 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-@dataclass
-class StageOutcome:
-    name: str
-    result: StepResult
+def stage_summary(name: str, result: StepResult, reused: bool) -> dict:
+    return {
+        "name": name,
+        "input": result.rows_in,
+        "output": result.rows_out,
+        "dropped": result.rows_in - result.rows_out,
+        "reasons": dict(sorted(result.drop_reasons.items())),
+        "reused": reused,
+    }
 
-    def summary(self) -> dict:
-        r = self.result
+
+class Curation:
+    """The steps of one run over `inputs` into the Delta table `table`; call them in order."""
+
+    def __init__(
+        self,
+        inputs: Sequence[str],
+        table: str | Path,
+        config: PipelineConfig,
+        *,
+        mode: Mode = "append",
+        run_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        annotate_only: bool = False,
+        cache_root: Path | None = None,
+    ):
+        self.table = Path(table)
+        self.config, self.mode, self.annotate_only = config, mode, annotate_only
+        self.run_id = run_id or new_run_id()
+        self.files = expand_inputs(inputs)
+        self.stages = config.build_stages()
+        self.engine = make_engine(config.engine, part_rows=config.part_rows, progress=progress or progress_hook,
+                                  **config.engine_options)
+        self.cache = StepCache(cache_root or publish.sidecar(self.table, "cache"))
+        self.inputs = [{"path": f, "fingerprint": fingerprint(f)} for f in self.files]
+        self.keys: list[str] = []
+        self.ingested: IngestResult | None = None
+        self.outcomes: list[dict] = []
+        self.parts: list[Path] = []
+        self.shards: list[Path] = []
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+    def ingest(self) -> IngestResult:
+        readers = self.config.readers
+        key = step_key("ingest", self.inputs, readers.model_dump(mode="json"), self.config.part_rows,
+                       self.annotate_only, code_version())
+        options = ReaderOptions(format=readers.format, csv_columns=dict(readers.csv_columns))
+        result, _ = self.cache.run(
+            key, lambda folder: self.engine.ingest(self.files, options, folder, keep_original=self.annotate_only)
+        )
+        self.keys, self.ingested, self.parts = [key], result, result.parts
+        return result
+
+    def check_rejects(self) -> None:
+        ingest = self.ingested
+        rate = ingest.rejected / ingest.records if ingest.records else 0.0
+        if rate > self.config.max_reject_rate:
+            raise RejectRateExceeded(
+                f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above "
+                f"--max-reject-rate {self.config.max_reject_rate:.1%}; nothing published"
+            )
+
+    def run_stage(self, index: int) -> dict:
+        stage = self.stages[index]
+        key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), code_version())
+        result, reused = self.cache.run(
+            key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only)
+        )
+        self.keys.append(key)
+        self.parts = result.parts
+        summary = stage_summary(stage.name, result, reused) | {"drops": str(result.drops) if result.drops else None}
+        self.outcomes.append(summary)
+        return summary
+
+    def write_shards(self) -> list[Path]:
+        hidden = {ORIGINAL_TEXT} | {c for s in self.stages for c in s.internal}
+        out = self.config.output
+        folder = publish.data_dir(self.table, self.run_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        self.shards = self.engine.write_shards(
+            self.parts,
+            folder,
+            name=lambda i: f"part-{i:05d}.zstd.parquet",
+            columns=lambda schema: [n for n in schema.names if n not in hidden],
+            max_rows=out.shard_max_rows,
+            max_bytes=out.shard_max_bytes,
+            row_group_rows=out.row_group_rows,
+        )
+        if self.shards:
+            self.schema = pq.read_schema(self.shards[0])
+        else:
+            self.schema = pa.schema([f for f in pq.read_schema(self.parts[0]) if f.name not in hidden])
+        return self.shards
+
+    def report(self) -> dict:
+        ingest = self.ingested
+        output = self.outcomes[-1]["output"] if self.outcomes else ingest.records - ingest.rejected
         return {
-            "name": self.name,
-            "input": r.rows_in,
-            "output": r.rows_out,
-            "dropped": r.rows_in - r.rows_out,
-            "reasons": dict(sorted(r.drop_reasons.items())),
+            "run_id": self.run_id,
+            "table": str(self.table),
+            "mode": self.mode,
+            "input_records": ingest.records,
+            "rejected": ingest.rejected,
+            "output_records": output,
+            "stages": [{k: v for k, v in o.items() if k != "drops"} for o in self.outcomes],
+            "config_hash": self.config.fingerprint(),
+            "code_version": code_version(),
+            "engine": self.engine.name,
+            "inputs": self.inputs,
+            "shards": len(self.shards),
         }
 
+    def publish(self) -> dict:
+        """Commit the shards as a new version (logs first: the data commit is the publish point).
 
-def internal_columns(stages: Sequence[Stage]) -> set[str]:
-    return {ORIGINAL_TEXT} | {c for s in stages for c in s.internal}
-
-
-def _make_engine(config: PipelineConfig, progress: Callable[[int], None] | None) -> PolarsEngine:
-    return PolarsEngine(part_rows=config.part_rows, progress=progress)
-
-
-def _reader_options(config: PipelineConfig) -> ReaderOptions:
-    return ReaderOptions(format=config.readers.format, csv_columns=dict(config.readers.csv_columns))
-
-
-def _run_stages(engine, stages, ingest: IngestResult, work: Path, annotate_only: bool) -> list[StageOutcome]:
-    parts, outcomes = ingest.parts, []
-    for i, stage in enumerate(stages):
-        result = engine.run_stage(stage, parts, work / f"{i + 1:02d}-{stage.name}", annotate_only)
-        outcomes.append(StageOutcome(stage.name, result))
-        parts = result.parts
-    return outcomes
-
-
-def _check_rejects(ingest: IngestResult, config: PipelineConfig) -> None:
-    rate = ingest.rejected / ingest.records if ingest.records else 0.0
-    if rate > config.max_reject_rate:
-        raise RejectRateExceeded(
-            f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above --max-reject-rate "
-            f"{config.max_reject_rate:.1%}; nothing published"
-        )
+        Idempotent: if the table's latest version came from this very chain of steps (a crash after the commit,
+        or the same run twice), nothing new is committed and that version is returned.
+        """
+        report = self.report()
+        run_key = step_key(self.keys[-1], self.mode)
+        latest = publish.latest_metadata(self.table)
+        if latest.get("run_key") == run_key:
+            shutil.rmtree(publish.data_dir(self.table, self.run_id), ignore_errors=True)
+            return publish.read_report(self.table, latest["run_id"]) | {"already_published": True}
+        publish.append_log(self.table, "rejects", pq.read_table(self.ingested.rejects), self.run_id)
+        drops = [pq.read_table(o["drops"]) for o in self.outcomes if o["drops"]]
+        if drops:
+            publish.append_log(self.table, "drops", pa.concat_tables(drops), self.run_id)
+        meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected",
+                                       "output_records", "inputs", "stages")}
+        meta["run_key"] = run_key
+        report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
+        publish.write_report(self.table, self.run_id, report)
+        self.cache.keep_only(set(self.keys))  # keep this run's steps: a rerun with one setting changed reuses them
+        return report
 
 
 def run(
@@ -99,64 +198,18 @@ def run(
     table: str | Path,
     config: PipelineConfig,
     *,
-    mode: Literal["append", "overwrite"] = "append",
+    mode: Mode = "append",
     progress: Callable[[int], None] | None = None,
     run_id: str | None = None,
 ) -> dict:
     """Curate `inputs` into a new version of the Delta table at `table`; returns the run report."""
-    table = Path(table)
-    run_id = run_id or new_run_id()
-    files = expand_inputs(inputs)
-    stages = config.build_stages()
-    engine = _make_engine(config, progress)
-    work = publish.sidecar(table, "staging") / run_id
-    ingest = engine.ingest(files, _reader_options(config), work / "00-ingest", keep_original=False)
-    _check_rejects(ingest, config)
-    outcomes = _run_stages(engine, stages, ingest, work, annotate_only=False)
-    final_parts = outcomes[-1].result.parts if outcomes else ingest.parts
-    hidden = internal_columns(stages)
-    shards = engine.write_shards(
-        final_parts,
-        publish.data_dir(table, run_id),
-        name=lambda i: f"part-{i:05d}.zstd.parquet",
-        columns=lambda schema: [n for n in schema.names if n not in hidden],
-        max_rows=config.output.shard_max_rows,
-        max_bytes=config.output.shard_max_bytes,
-        row_group_rows=config.output.row_group_rows,
-    )
-    schema = pq.read_schema(shards[0]) if shards else _empty_schema(final_parts, hidden)
-    output_records = outcomes[-1].result.rows_out if outcomes else ingest.records - ingest.rejected
-    report = {
-        "run_id": run_id,
-        "table": str(table),
-        "mode": mode,
-        "input_records": ingest.records,
-        "rejected": ingest.rejected,
-        "output_records": output_records,
-        "stages": [o.summary() for o in outcomes],
-        "config_hash": config.fingerprint(),
-        "code_version": code_version(),
-        "engine": engine.name,
-        "inputs": [{"path": f, "fingerprint": fingerprint(f)} for f in files],
-        "shards": len(shards),
-    }
-    # Logs first, then the data commit: the data commit is the publish point, and its logs are already there.
-    publish.append_log(table, "rejects", pq.read_table(ingest.rejects), run_id)
-    drop_logs = [pq.read_table(o.result.drops) for o in outcomes if o.result.drops is not None]
-    if drop_logs:
-        publish.append_log(table, "drops", pa.concat_tables(drop_logs), run_id)
-    meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected", "output_records")}
-    meta["inputs"] = report["inputs"]
-    meta["stages"] = report["stages"]
-    report["version"] = publish.commit_shards(table, shards, schema, meta, mode=mode)
-    publish.write_report(table, run_id, report)
-    shutil.rmtree(work, ignore_errors=True)
-    return report
-
-
-def _empty_schema(parts: Sequence[Path], hidden: set[str]) -> pa.Schema:
-    schema = pq.read_schema(parts[0])
-    return pa.schema([f for f in schema if f.name not in hidden])
+    c = Curation(inputs, table, config, mode=mode, progress=progress, run_id=run_id)
+    c.ingest()
+    c.check_rejects()
+    for i in range(len(c.stages)):
+        c.run_stage(i)
+    c.write_shards()
+    return c.publish()
 
 
 def annotate(
@@ -167,29 +220,24 @@ def annotate(
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Run the stages without dropping anything; write one row per parsed input record to `output` (Parquet)."""
-    files = expand_inputs(inputs)
-    stages = config.build_stages()
-    engine = _make_engine(config, progress)
     with tempfile.TemporaryDirectory(prefix="tweetmill-annotate-") as tmp:
-        work = Path(tmp)
-        ingest = engine.ingest(files, _reader_options(config), work / "00-ingest", keep_original=True)
-        outcomes = _run_stages(engine, stages, ingest, work, annotate_only=True)
-        parts = outcomes[-1].result.parts if outcomes else ingest.parts
-        dup_columns = [s.dup_of_column for s in stages if isinstance(s, DedupeStage)]
+        c = Curation(inputs, Path(tmp), config, progress=progress, annotate_only=True, cache_root=Path(tmp))
+        c.ingest()
+        for i in range(len(c.stages)):
+            c.run_stage(i)
+        dup_columns = [s.dup_of_column for s in c.stages if isinstance(s, DedupeStage)]
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         writer = None
-        for part in parts:
+        for part in c.parts:
             t = _annotate_columns(pq.read_table(part), dup_columns)
             if writer is None:
                 writer = pq.ParquetWriter(str(output), t.schema, compression="zstd")
             writer.write_table(t)
         if writer is not None:
             writer.close()
-    return {
-        "input_records": ingest.records,
-        "rejected": ingest.rejected,
-        "output_records": ingest.records - ingest.rejected,
-        "stages": [o.summary() for o in outcomes],
+        report = c.report()
+    return {k: report[k] for k in ("input_records", "rejected", "output_records", "stages")} | {
+        "output_records": report["input_records"] - report["rejected"]
     }
 
 

@@ -97,6 +97,18 @@ def write_report(table: Path, run_id: str, report: dict) -> Path:
     return path
 
 
+def read_report(table: Path, run_id: str) -> dict:
+    return json.loads((sidecar(table, "runs") / f"{run_id}.json").read_text())
+
+
+def latest_metadata(table: Path) -> dict[str, Any]:
+    """The tweetmill metadata of the table's latest commit ({} for a missing table or a foreign commit)."""
+    if not table_exists(table):
+        return {}
+    last = DeltaTable(str(table)).history(limit=1)[0]
+    return json.loads(last[META_KEY]) if META_KEY in last else {}
+
+
 def versions(table: Path) -> list[dict[str, Any]]:
     """One entry per table version, newest first: version, time, operation and the run's metadata."""
     try:

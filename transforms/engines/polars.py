@@ -8,7 +8,6 @@ finished step can be kept for a resumed run.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -18,29 +17,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.dedupe import find_representatives, preference_rank
+from transforms.engines.common import (
+    ORIGINAL_TEXT,
+    IngestResult,
+    apply_batch_stage,
+    dedupe_columns,
+    Progress,
+    StepResult,
+    drop_rows,
+    first_reason,
+    merge_columns,
+)
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
 
-Progress = Callable[[int], None]  # called with the number of rows just processed
 STAGING_COMPRESSION = "lz4"
-ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under this name until the end
-
-
-@dataclass
-class StepResult:
-    parts: list[Path]
-    rows_in: int
-    rows_out: int
-    drop_reasons: Counter = field(default_factory=Counter)
-    drops: Path | None = None
-
-
-@dataclass
-class IngestResult:
-    parts: list[Path]
-    records: int
-    rejected: int
-    rejects: Path
 
 
 def read_parts(parts: Sequence[Path]) -> Iterator[pa.Table]:
@@ -105,38 +96,6 @@ class _TableLog:
         return self.path
 
 
-def _merge(table: pa.Table, columns: pa.Table) -> pa.Table:
-    for name in columns.column_names:
-        col = columns.column(name)
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, col)
-        else:
-            table = table.append_column(name, col)
-    return table
-
-
-def _first_reason(table: pa.Table, reasons: pa.Array) -> pa.Table:
-    """Annotate mode: remember the first stage that would drop each row."""
-    if "drop_reason" not in table.column_names:
-        return table.append_column("drop_reason", reasons)
-    merged = pc.coalesce(table.column("drop_reason"), reasons)
-    return table.set_column(table.column_names.index("drop_reason"), "drop_reason", merged)
-
-
-def _drops(table: pa.Table, stage: str, reasons: pa.Array, dup_of: pa.Array | None) -> pa.Table:
-    dropped = pc.is_valid(reasons)
-    ids = table.column("id").filter(dropped)
-    return pa.table(
-        {
-            "id": ids,
-            "stage": pa.array([stage] * len(ids), pa.string()),
-            "reason": reasons.filter(dropped),
-            "dup_of": dup_of.filter(dropped) if dup_of is not None else pa.nulls(len(ids), pa.string()),
-        },
-        schema=DROP_SCHEMA,
-    )
-
-
 class PolarsEngine:
     name = "polars"
 
@@ -174,10 +133,10 @@ class PolarsEngine:
             for item in pc.value_counts(reasons.drop_null()).to_pylist():
                 counts[item["values"]] += item["counts"]
         if annotate_only:
-            writer.add(_first_reason(table, pc.binary_join_element_wise(stage.name, reasons, ":")))
+            writer.add(first_reason(table, pc.binary_join_element_wise(stage.name, reasons, ":")))
         else:
             writer.add(table.filter(pc.is_null(reasons)))
-            drops.add(_drops(table, stage.name, reasons, dup_of))
+            drops.add(drop_rows(table, stage.name, reasons, dup_of))
         self.progress(table.num_rows)
 
     def _run_batch(self, stage: BatchStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
@@ -187,24 +146,23 @@ class PolarsEngine:
         rows_in = 0
         for table in read_parts(parts):
             rows_in += table.num_rows
-            table = _merge(table, stage.annotate(table))
-            self._finish_table(stage, table, stage.drop_reasons(table), None, annotate_only, writer, drops, counts)
+            table, reasons = apply_batch_stage(stage, table)
+            self._finish_table(stage, table, reasons, None, annotate_only, writer, drops, counts)
         out = writer.close()
         return StepResult(out, rows_in, writer.rows, counts, drops.close())
 
     def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
         # Pass 1: keys and ordering data for every row, part by part.
         key_rows, key_bands, key_values, created, ids, payloads = [], [], [], [], [], []
-        pinned_ids, pinned_reasons, row_offset = [], [], 0
+        pinned, row_offset = [], 0
         for table in read_parts(parts):
-            table = _merge(table, stage.annotate(table))
+            table = merge_columns(table, stage.annotate(table))
             pins = stage.pinned(table)
             keys = stage.keys(table)
             if pins is not None:
                 keep_keys = pc.is_null(pc.take(pins[1], keys.column("row")))
                 keys = keys.filter(keep_keys)
-                pinned_ids.append(pins[0])
-                pinned_reasons.append(pins[1])
+                pinned.append(pins)
             key_rows.append(keys.column("row").to_numpy() + row_offset)
             key_bands.append(keys.column("band").to_numpy())
             key_values.append(keys.column("key").to_numpy())
@@ -236,17 +194,13 @@ class PolarsEngine:
         row_offset = 0
         for i, table in enumerate(read_parts(parts)):
             n = table.num_rows
-            table = _merge(table, stage.annotate(table))
+            table = merge_columns(table, stage.annotate(table))
             r = rep[row_offset : row_offset + n]
-            is_dup = r != np.arange(row_offset, row_offset + n)
-            dup_of = pc.if_else(pa.array(is_dup), pa.array(all_ids[r]).cast(pa.string()), pa.scalar(None, pa.string()))
-            reasons = pc.if_else(pa.array(is_dup), pa.scalar(stage.drop_reason), pa.scalar(None, pa.string()))
-            if pinned_reasons:
-                dup_of = pc.coalesce(pinned_ids[i], dup_of)
-                reasons = pc.coalesce(pinned_reasons[i], reasons)
+            is_dup = pa.array(r != np.arange(row_offset, row_offset + n))
+            dup_of = pc.if_else(is_dup, pa.array(all_ids[r]).cast(pa.string()), pa.scalar(None, pa.string()))
             sizes = pa.array(cluster_size[row_offset : row_offset + n].astype(np.int64))
-            table = _merge(table, pa.table({stage.dup_of_column: dup_of, stage.cluster_size_column: sizes}))
-            self._finish_table(stage, table, reasons, dup_of, annotate_only, writer, drops, counts)
+            table, reasons = dedupe_columns(stage, table, dup_of, sizes, pinned[i] if pinned else None)
+            self._finish_table(stage, table, reasons, table.column(stage.dup_of_column), annotate_only, writer, drops, counts)
             row_offset += n
         out = writer.close()
         return StepResult(out, row_offset, writer.rows, counts, drops.close())

@@ -1,0 +1,114 @@
+"""The Prefect flows. `curate` reads like the pipeline diagram: ingest, each stage, shards, publish.
+
+Each step is a task with retries for transient failures (I/O, a lost worker) and none for a bad configuration or
+bad data. Finished steps are kept by the pipeline itself (transforms/steps.py), so a rerun after a crash skips them.
+`curate_landing` is what the scheduled deployment runs: it picks up new files from a landing folder and appends them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from transforms.config import ConfigError, PipelineConfig
+from transforms.landing import Landing
+from transforms.pipeline import Curation, RejectRateExceeded
+from transforms.publish import PublishError
+from transforms.readers import InputError
+
+PERMANENT = (ConfigError, InputError, RejectRateExceeded, PublishError, ValueError, TypeError)
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry only failures that another try can fix: never bad configuration, bad input or a failed gate."""
+    try:
+        state.result()
+    except PERMANENT:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+step = task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
+
+
+@step(name="ingest")
+def ingest(c: Curation) -> dict:
+    result = c.ingest()
+    c.check_rejects()
+    get_run_logger().info("read %d records from %d input file(s), %d rejected", result.records, len(c.files), result.rejected)
+    return {"records": result.records, "rejected": result.rejected}
+
+
+@step(name="stage", task_run_name="stage-{name}")
+def run_stage(c: Curation, index: int, name: str) -> dict:
+    summary = c.run_stage(index)
+    verb = "reused" if summary["reused"] else "ran"
+    get_run_logger().info("%s %s: %d in, %d out", verb, name, summary["input"], summary["output"])
+    return {k: v for k, v in summary.items() if k != "drops"}
+
+
+@step(name="write-shards")
+def write_shards(c: Curation) -> int:
+    return len(c.write_shards())
+
+
+@step(name="publish")
+def publish(c: Curation) -> dict:
+    report = c.publish()
+    get_run_logger().info("published version %s with %d rows", report["version"], report["output_records"])
+    return report
+
+
+def funnel_markdown(report: dict) -> str:
+    """The run as a table: records in/out/dropped per stage with reasons. Counts only, never tweet content."""
+    lines = [
+        f"### tweetmill run `{report['run_id']}`: version {report.get('version')}",
+        "",
+        "| step | in | out | dropped | reasons |",
+        "|---|---:|---:|---:|---|",
+        f"| read | {report['input_records']:,} | {report['input_records'] - report['rejected']:,} | "
+        f"{report['rejected']:,} | rejected (parse errors, see `_tweetmill/rejects`) |",
+    ]
+    for s in report["stages"]:
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in s["reasons"].items()) or "-"
+        reused = " (reused)" if s.get("reused") else ""
+        lines.append(f"| {s['name']}{reused} | {s['input']:,} | {s['output']:,} | {s['dropped']:,} | {reasons} |")
+    lines += ["", f"Published **{report['output_records']:,}** rows as version **{report.get('version')}** of "
+              f"`{report['table']}`; rejected records: **{report['rejected']:,}**."]
+    return "\n".join(lines)
+
+
+@flow(name="curate", log_prints=False)
+def curate(
+    inputs: list[str],
+    table: str,
+    config: PipelineConfig = PipelineConfig(),
+    mode: Literal["append", "overwrite"] = "append",
+) -> dict:
+    c = Curation(inputs, table, config, mode=mode)
+    ingest(c)
+    for i, stage in enumerate(c.stages):
+        run_stage(c, i, stage.name)
+    write_shards(c)
+    report = publish(c)
+    create_markdown_artifact(funnel_markdown(report), key="tweetmill-funnel", description="records per stage")
+    return report
+
+
+@flow(name="curate-landing")
+def curate_landing(landing: str, table: str, config: PipelineConfig = PipelineConfig()) -> dict | None:
+    """Append the files that arrived in `landing` since the last run; mark them done once published."""
+    spot = Landing(Path(landing), Path(table))
+    new = spot.pending()
+    if not new:
+        get_run_logger().info("no new files in the landing folder")
+        return None
+    report = curate([str(p) for p in new], table, config, mode="append")
+    spot.mark_done(new, report["version"])
+    return report

@@ -1,0 +1,70 @@
+"""The CLI as a user runs it: a subprocess, exit codes, one-line errors, the report file."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "tweetmill"
+
+
+def tweetmill(*args, cwd=None):
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def _jsonl(path, n):
+    path.write_text("".join(json.dumps({"id": str(i + 1), "text": f"tweet number {i % (n - 2)}", "created_at": "2024-05-01T10:00:00Z"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_run_report_and_versions(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 12)
+    res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--report", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) >= {"version", "input_records", "rejected", "output_records", "stages"}
+    assert report["input_records"] == 12 and report["output_records"] == 10
+    assert report["input_records"] == report["output_records"] + sum(s["dropped"] for s in report["stages"]) + report["rejected"]
+    assert "published version 0" in res.stdout
+    versions = tweetmill("versions", str(tmp_path / "t"), "--json")
+    assert versions.returncode == 0
+    assert json.loads(versions.stdout)[0]["output_records"] == 10
+
+
+def test_missing_input_is_one_line_exit_2(tmp_path):
+    res = tweetmill("run", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "t"))
+    assert res.returncode == 2
+    assert "nope.jsonl" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_or_invalid_config_is_one_line_exit_2(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 4)
+    for body in ("stages: [normalize, no_such_stage]\n", "stages: [normalize\n", "max_reject_rate: 7\n"):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(body)
+        res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--config", str(cfg))
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--config", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2 and "missing.yaml" in res.stderr
+
+
+def test_reject_rate_exit_3_and_nothing_published(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"id": "1", "text": "fine"}\n{broken\n')
+    res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--max-reject-rate", "0.1")
+    assert res.returncode == 3 and "nothing published" in res.stderr
+    assert not (tmp_path / "t" / "_delta_log").exists()
+
+
+def test_annotate_writes_parquet(tmp_path):
+    import polars as pl
+
+    src = _jsonl(tmp_path / "in.jsonl", 6)
+    res = tweetmill("annotate", str(src), "--output", str(tmp_path / "a.parquet"), "--stages", "normalize,dedupe_exact")
+    assert res.returncode == 0, res.stderr
+    df = pl.read_parquet(tmp_path / "a.parquet")
+    assert df.height == 6 and {"id", "text", "dup_of", "drop_reason"} <= set(df.columns)

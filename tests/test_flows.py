@@ -1,0 +1,120 @@
+"""The Prefect flows against a real Prefect server on 127.0.0.1: runs, artifacts, resume, schedule."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+BIN = Path(sys.executable).parent / "tweetmill"
+pytestmark = pytest.mark.slow
+
+
+def _env(server, **extra):
+    return {**os.environ, **server["env"], "NO_COLOR": "1", **extra}
+
+
+def _tweets(path: Path, n: int, offset: int = 0, distinct: int | None = None) -> Path:
+    distinct = distinct or n
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": str(offset + i + 1), "text": f"tweet {(offset + i) % distinct} about things",
+                                "created_at": "2024-05-01T10:00:00Z", "author_id": "7"}) + "\n")
+    return path
+
+
+async def _flow_run_details(url: str, run_name_contains: str | None = None):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId, TaskRunFilter
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs()
+        run = [r for r in runs if r.state and r.state.is_completed()][0]
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tweetmill-funnel"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+        )
+        return run, tasks, artifacts
+
+
+def test_cli_run_goes_through_the_flow_with_artifacts(tmp_path, prefect_server):
+    src = _tweets(tmp_path / "in.jsonl", 50, distinct=40)
+    res = subprocess.run([str(BIN), "run", str(src), "--output", str(tmp_path / "t"), "--report", str(tmp_path / "r.json")],
+                         env=_env(prefect_server), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    os.environ["PREFECT_API_URL"] = prefect_server["url"]
+    try:
+        run, tasks, artifacts = asyncio.run(_flow_run_details(prefect_server["url"]))
+    finally:
+        os.environ.pop("PREFECT_API_URL")
+    assert run.state.is_completed()
+    names = sorted(t.name for t in tasks)
+    assert "stage-normalize" in names and "stage-dedupe_exact" in names and "publish" in names
+    assert all(t.state.is_completed() for t in tasks)
+    assert len(artifacts) == 1
+    md = artifacts[0].data
+    for stage in report["stages"]:
+        assert f"| {stage['name']} | {stage['input']:,} | {stage['output']:,} | {stage['dropped']:,} |" in md
+    assert f"version **{report['version']}**" in md
+    assert "tweet 1 about" not in md  # counts only, never content
+
+
+def _cache_markers(table: Path) -> int:
+    return len(list((table / "_tweetmill" / "cache").glob("*/_SUCCESS.json")))
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path, prefect_server):
+    src = _tweets(tmp_path / "in.jsonl", 400_000, distinct=300_000)
+    table = tmp_path / "t"
+    cmd = [str(BIN), "run", str(src), "--output", str(table), "--stages", "normalize,dedupe_exact",
+           "--report", str(tmp_path / "r.json")]
+    proc = subprocess.Popen(cmd, env=_env(prefect_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _cache_markers(table) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: make the input larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = _cache_markers(table)
+    assert finished >= 2 and not (table / "_delta_log").exists()
+    res = subprocess.run(cmd, env=_env(prefect_server), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["stages"][0]["reused"] is True  # normalize finished before the kill: not recomputed
+    reference = tmp_path / "ref"
+    subprocess.run([str(BIN), "run", str(src), "--output", str(reference), "--stages", "normalize,dedupe_exact"],
+                   env=_env(prefect_server), check=True, capture_output=True, timeout=600)
+    a = pl.read_delta(str(table)).drop("source_file").sort("id")
+    b = pl.read_delta(str(reference)).drop("source_file").sort("id")
+    assert a.equals(b) and a.height == 300_000
+
+
+def test_served_deployment_appends_new_landing_files(tmp_path, prefect_server):
+    landing, table = tmp_path / "landing", tmp_path / "t"
+    landing.mkdir()
+    serve = subprocess.Popen(
+        [str(BIN), "serve", "--landing", str(landing), "--table", str(table), "--interval", "3"],
+        env=_env(prefect_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        _tweets(landing / "drop-1.jsonl", 20)
+        deadline = time.time() + 180
+        while not (table / "_delta_log").exists() and time.time() < deadline:
+            time.sleep(1)
+        assert (table / "_delta_log").exists(), "the served deployment never published"
+        time.sleep(2)
+        _tweets(landing / "drop-2.jsonl", 10, offset=1000)
+        while time.time() < deadline and pl.read_delta(str(table)).height < 30:
+            time.sleep(1)
+        assert pl.read_delta(str(table)).height == 30
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=30)

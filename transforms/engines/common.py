@@ -1,0 +1,86 @@
+"""What every engine shares: step results and the engine-neutral table operations around a stage call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.schema import DROP_SCHEMA
+
+Progress = Callable[[int], None]  # called with the number of rows just processed
+ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under this name until the end
+
+
+@dataclass
+class StepResult:
+    parts: list[Path]
+    rows_in: int
+    rows_out: int
+    drop_reasons: Counter = field(default_factory=Counter)
+    drops: Path | None = None
+
+
+@dataclass
+class IngestResult:
+    parts: list[Path]
+    records: int
+    rejected: int
+    rejects: Path
+
+
+def merge_columns(table: pa.Table, columns: pa.Table) -> pa.Table:
+    for name in columns.column_names:
+        col = columns.column(name)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    return table
+
+
+def first_reason(table: pa.Table, reasons: pa.Array) -> pa.Table:
+    """Annotate mode: remember the first stage that would drop each row."""
+    if "drop_reason" not in table.column_names:
+        return table.append_column("drop_reason", reasons)
+    merged = pc.coalesce(table.column("drop_reason"), reasons)
+    return table.set_column(table.column_names.index("drop_reason"), "drop_reason", merged)
+
+
+def drop_rows(table: pa.Table, stage: str, reasons: pa.Array, dup_of: pa.Array | None) -> pa.Table:
+    dropped = pc.is_valid(reasons)
+    ids = table.column("id").filter(dropped)
+    return pa.table(
+        {
+            "id": ids,
+            "stage": pa.array([stage] * len(ids), pa.string()),
+            "reason": reasons.filter(dropped),
+            "dup_of": dup_of.filter(dropped) if dup_of is not None else pa.nulls(len(ids), pa.string()),
+        },
+        schema=DROP_SCHEMA,
+    )
+
+
+
+
+def apply_batch_stage(stage, table: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """A batch stage on one table: its columns merged in, and its drop reasons (null = keep)."""
+    table = merge_columns(table, stage.annotate(table))
+    return table, stage.drop_reasons(table)
+
+
+def dedupe_columns(stage, table: pa.Table, dup_of: pa.Array, cluster_size: pa.Array, pinned) -> tuple[pa.Table, pa.Array]:
+    """A dedupe stage's verdict on one table: dup_of (null for kept rows) and cluster size merged in, plus reasons.
+
+    pinned: the stage's (dup_of, reason) for rows whose target was known up front, or None.
+    """
+    reasons = pc.if_else(pc.is_valid(dup_of), pa.scalar(stage.drop_reason), pa.scalar(None, pa.string()))
+    if pinned is not None:
+        dup_of = pc.coalesce(pinned[0], dup_of)
+        reasons = pc.coalesce(pinned[1], reasons)
+    table = merge_columns(table, pa.table({stage.dup_of_column: dup_of, stage.cluster_size_column: cluster_size}))
+    return table, reasons
