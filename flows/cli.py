@@ -57,15 +57,27 @@ def _print_funnel(report: dict) -> None:
     Console().print(t)
 
 
+class RunFailed(RuntimeError):
+    """The flow run ended Failed for a reason it stated (e.g. the reject-rate limit): exit 3 with that reason."""
+
+
+def _outcome(state):
+    if state.is_failed():
+        raise RunFailed(state.message or "the curate flow run failed")
+    return state.result()
+
+
 def cmd_run(args) -> int:
     from flows.curate import curate
     from transforms import pipeline
+    from transforms.readers import expand_inputs
 
     config = _config(args)
+    expand_inputs(args.inputs)  # a missing input is the user's to fix: say so before any flow starts
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
-        report = curate(args.inputs, str(args.output), config, mode=args.mode)
+        report = _outcome(curate(args.inputs, str(args.output), config, mode=args.mode, return_state=True))
     _print_funnel(report)
     print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
           f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")
@@ -115,7 +127,7 @@ def cmd_demo(args) -> int:
     with _progress() as bar:
         task = bar.add_task("curating demo corpus", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
-        report = curate([str(out / "raw")], str(out / "table"), config, mode="overwrite")
+        report = _outcome(curate([str(out / "raw")], str(out / "table"), config, mode="overwrite", return_state=True))
     _print_funnel(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     print(f"demo table: {out / 'table'} (version {report['version']}, {report['output_records']:,} rows); "
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ConfigError, PublishError) as e:
         console.print(f"tweetmill: error: {e}", markup=False, highlight=False)
         return EXIT_USAGE
-    except RejectRateExceeded as e:
+    except (RejectRateExceeded, RunFailed) as e:
         console.print(f"tweetmill: {e}", markup=False, highlight=False)
         return EXIT_QUALITY
 

@@ -13,6 +13,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from transforms.config import ConfigError, PipelineConfig
 from transforms.landing import Landing
@@ -40,7 +41,6 @@ step = task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transien
 @step(name="ingest")
 def ingest(c: Curation) -> dict:
     result = c.ingest()
-    c.check_rejects()
     get_run_logger().info("read %d records from %d input file(s), %d rejected", result.records, len(c.files), result.rejected)
     return {"records": result.records, "rejected": result.rejected}
 
@@ -93,6 +93,10 @@ def curate(
 ) -> dict:
     c = Curation(inputs, table, config, mode=mode)
     ingest(c)
+    try:
+        c.check_rejects()
+    except RejectRateExceeded as e:  # a verdict on the data, not a crash: fail the run with the reason, no traceback
+        return Failed(message=str(e))
     for i, stage in enumerate(c.stages):
         run_stage(c, i, stage.name)
     write_shards(c)

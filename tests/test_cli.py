@@ -6,11 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent / "tweetmill"
+SERVER_ENV: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _use_prefect_server(prefect_server):
+    """`tweetmill run` goes through the Prefect flow: point it at the session's server instead of a temporary one."""
+    SERVER_ENV.update(prefect_server["env"])
 
 
 def tweetmill(*args, cwd=None):
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    env = {**os.environ, **SERVER_ENV, "NO_COLOR": "1", "COLUMNS": "160"}
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
