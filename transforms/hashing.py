@@ -28,6 +28,16 @@ def _powers(n: int) -> np.ndarray:
     return _POWERS_CACHE[size]
 
 
+def _positions(n: int) -> np.ndarray:
+    global _POSITIONS
+    if len(_POSITIONS) < n:
+        _POSITIONS = np.arange(max(n, 2 * len(_POSITIONS)), dtype=np.int64)
+    return _POSITIONS[:n]
+
+
+_POSITIONS = np.arange(1 << 20, dtype=np.int64)
+
+
 def splitmix64(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
@@ -36,7 +46,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-_CHUNK = 32768  # strings per step: small temporaries are reused by the allocator instead of page-faulted anew
+_CHUNK = 4096  # strings per step: small temporaries are reused by the allocator instead of page-faulted anew
 
 
 def hash64(values: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray:
@@ -55,13 +65,14 @@ def _hash_chunk(values: pa.LargeStringArray, seed: int) -> np.ndarray:
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + n + 1]
     data = np.frombuffer(values.buffers()[2], dtype=np.uint8) if values.buffers()[2] is not None else np.zeros(0, np.uint8)
     start, end = offsets[0], offsets[-1]
-    body = data[start:end].astype(np.uint64) + np.uint64(1)  # +1 so zero bytes still count
     lengths = np.diff(offsets)
     with np.errstate(over="ignore"):
         # position of each byte counted from the end of its string: weight P^(len-1-i)
-        ends = np.repeat(offsets[1:] - start, lengths)
-        weights = _powers(int(lengths.max(initial=0)))[ends - 1 - np.arange(len(body), dtype=np.int64)]
-        terms = body * weights
+        back = np.repeat(offsets[1:] - start - 1, lengths)
+        back -= _positions(len(back))
+        terms = _powers(int(lengths.max(initial=0)))[back]
+        terms *= data[start:end]
+        terms += _powers(int(lengths.max(initial=0)))[back]  # + weight: byte value b counts as b + 1
         sums = np.zeros(n, dtype=np.uint64)
         nonempty = lengths > 0
         if nonempty.any():

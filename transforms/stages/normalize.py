@@ -8,7 +8,9 @@ collapsed: two tweets with the same key say the same thing.
 
 from __future__ import annotations
 
+import functools
 import html
+import unicodedata
 
 import polars as pl
 import pyarrow as pa
@@ -29,6 +31,41 @@ class NormalizeConfig(StageConfig):
     drop_empty: bool = True  # drop rows whose text is empty after cleaning
 
 
+@functools.cache
+def nfc_unstable() -> str:
+    """A regex class of the characters that can make a string change under NFC (NFC_Quick_Check No or Maybe):
+    combining marks, singletons, and second halves of canonical compositions. Strings without them are already NFC,
+    so only the few rows that have them pay for normalization."""
+    points = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))  # conjoining Hangul vowels and trailing consonants
+    for cp in range(0x80, 0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        if unicodedata.combining(c) or unicodedata.normalize("NFC", c) != c:
+            points.add(cp)
+        d = unicodedata.decomposition(c)
+        if d and not d.startswith("<") and len(d.split()) == 2:
+            points.add(int(d.split()[1], 16))
+    ranges, ordered = [], sorted(points)
+    start = prev = ordered[0]
+    for cp in ordered[1:] + [None]:
+        if cp is not None and cp == prev + 1:
+            prev = cp
+            continue
+        ranges.append(f"\\x{{{start:X}}}" if start == prev else f"\\x{{{start:X}}}-\\x{{{prev:X}}}")
+        if cp is not None:
+            start = prev = cp
+    return "[" + "".join(ranges) + "]"
+
+
+def _on_rows(text: pl.Series, mask: pl.Series, fn) -> pl.Series:
+    """Apply a column function only where `mask` holds: most tweets need none of the costly fixes."""
+    mask = mask.fill_null(False)
+    if not mask.any():
+        return text
+    return text.scatter(mask.arg_true(), fn(text.filter(mask)))
+
+
 def unescape_basic(text: pl.Expr) -> pl.Expr:
     """The entities the API writes, in one left-to-right pass (&amp; last, so "&amp;lt;" becomes "&lt;")."""
     for entity, char in _NAMED_ENTITIES:
@@ -37,11 +74,11 @@ def unescape_basic(text: pl.Expr) -> pl.Expr:
 
 
 def normalize_text(text: pl.Expr) -> pl.Expr:
+    """Everything but NFC and entities (see Normalize.annotate), as one expression chain."""
     return (
-        text.str.normalize("NFC")
-        .str.replace_all(r"\r\n?", "\n")
+        text.str.replace_all(r"\r\n?", "\n")
         .str.replace_all(_CONTROL, "")
-        .str.replace_all(r"[^\S\n]+", " ")
+        .str.replace_all(r"[^\S\n]{2,}|[^\S\n ]", " ")
         .str.replace_all(r" ?\n ?", "\n")
         .str.replace_all(r"\n{3,}", "\n\n")
         .str.strip_chars()
@@ -54,7 +91,7 @@ def dedupe_key(text: pl.Expr) -> pl.Expr:
         .str.replace(RT_PREFIX, "")
         .str.replace_all(URL, "http")
         .str.replace_all(MENTION, "@user")
-        .str.replace_all(r"\s+", " ")
+        .str.replace_all(r"\s{2,}|[^\S ]", " ")
         .str.strip_chars()
     )
 
@@ -62,12 +99,14 @@ def dedupe_key(text: pl.Expr) -> pl.Expr:
 def unescape(text: pl.Series) -> pl.Series:
     """Vectorized for the API's own entities; the rare rows with other entities (numeric, named) go through
     html.unescape, alone, so no row is unescaped twice."""
-    rare = (text.str.count_matches(_ANY_ENTITY) > text.str.count_matches(_BASIC_ENTITY)).fill_null(False)
+    text = _on_rows(text, text.str.contains("&", literal=True), _unescape_rows)
+    return text
+
+
+def _unescape_rows(text: pl.Series) -> pl.Series:
+    rare = text.str.count_matches(_ANY_ENTITY) > text.str.count_matches(_BASIC_ENTITY)
     basic = pl.DataFrame({"t": text}).select(unescape_basic(pl.col("t"))).to_series()
-    if not rare.any():
-        return basic
-    fixed = text.filter(rare).map_elements(html.unescape, return_dtype=pl.String)
-    return basic.scatter(rare.arg_true(), fixed)
+    return _on_rows(basic, rare, lambda rows: text.filter(rare).map_elements(html.unescape, return_dtype=pl.String))
 
 
 class Normalize(BatchStage):
@@ -78,8 +117,9 @@ class Normalize(BatchStage):
     internal = ("dedupe_key",)  # holds the raw words of the tweet: never published
 
     def annotate(self, table: pa.Table) -> pa.Table:
-        text = pl.from_arrow(table.column("text")).cast(pl.String)
-        frame = pl.DataFrame({"text": unescape(text)}).select(normalize_text(pl.col("text")).alias("text"))
+        text = unescape(pl.from_arrow(table.column("text")).cast(pl.String))
+        text = _on_rows(text, text.str.contains(nfc_unstable()), lambda rows: rows.str.normalize("NFC"))
+        frame = pl.DataFrame({"text": text}).select(normalize_text(pl.col("text")).alias("text"))
         frame = frame.with_columns(dedupe_key(pl.col("text")).alias("dedupe_key"))
         return frame.to_arrow().cast(pa.schema(self.writes))
 

@@ -1,0 +1,92 @@
+"""Ingest + normalize + exact dedupe throughput and peak memory, side by side with bare polars, at 1M and 4M tweets.
+
+    .venv/bin/python bench/bench_ingest.py [--sizes 1000000 4000000] [--dir /tmp/tweetmill-bench]
+
+Each measurement runs in its own process (peak RSS = that process's max resident set). "tweetmill" is the whole
+run: read the JSONL (readers), normalize, exact dedupe, write zstd shards and commit a Delta version. "bare polars"
+is the obvious alternative: read_ndjson + the same normalization expressions + a hash + unique, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TWEETMILL = """
+import json, shutil, sys, time
+from transforms import pipeline
+from transforms.config import load_config
+src, table = sys.argv[1], sys.argv[2]
+shutil.rmtree(table, ignore_errors=True)
+t = time.perf_counter()
+report = pipeline.run([src], table, load_config(stages=["normalize", "dedupe_exact"]))
+print(json.dumps({"seconds": time.perf_counter() - t, "rows_in": report["input_records"], "rows_out": report["output_records"]}))
+"""
+
+BARE_POLARS = """
+import json, sys, time
+import polars as pl
+from transforms.stages.normalize import dedupe_key, normalize_text, unescape_basic
+t = time.perf_counter()
+df = pl.read_ndjson(sys.argv[1], schema={"id": pl.String, "text": pl.String, "created_at": pl.String})
+df = df.with_columns(normalize_text(unescape_basic(pl.col("text"))).alias("text"))
+df = df.with_columns(dedupe_key(pl.col("text")).hash(seed=0).alias("key"))
+out = df.sort("created_at", "id").unique("key", keep="first", maintain_order=True)
+print(json.dumps({"seconds": time.perf_counter() - t, "rows_in": df.height, "rows_out": out.height}))
+"""
+
+
+def measure(code: str, *args: str) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(peak_kib / 1024) if peak_kib > before else None  # max over children so far
+    return result
+
+
+def measure_isolated(code: str, *args: str) -> dict:
+    """Run under /usr/bin/time -v so each process's own peak RSS is reported, not the max over all children."""
+    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for line in out.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            result["peak_rss_mb"] = round(int(line.split(":")[1]) / 1024)
+    return result
+
+
+def main() -> None:
+    from bench.corpus import write_v2_jsonl
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    ap.add_argument("--dir", default="/tmp/tweetmill-bench")
+    args = ap.parse_args()
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.sizes:
+        src = work / f"v2_{n}.jsonl"
+        if not src.exists():
+            write_v2_jsonl(src, n, seed=0)
+        size_mb = src.stat().st_size / 1e6
+        tm = measure_isolated(TWEETMILL, str(src), str(work / f"table_{n}"))
+        bp = measure_isolated(BARE_POLARS, str(src))
+        for name, r in (("tweetmill (polars engine)", tm), ("bare polars", bp)):
+            rows.append((n, size_mb, name, r["seconds"], r["rows_in"] / r["seconds"], r["peak_rss_mb"], r["rows_out"]))
+    print(f"{'tweets':>10} {'MB':>6}  {'what':<26} {'seconds':>8} {'tweets/s':>10} {'peak MB':>8} {'kept':>9}")
+    for n, mb, name, sec, rate, peak, kept in rows:
+        print(f"{n:>10,} {mb:>6.0f}  {name:<26} {sec:>8.1f} {rate:>10,.0f} {peak:>8} {kept:>9,}")
+
+
+if __name__ == "__main__":
+    main()
