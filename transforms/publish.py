@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, Schema, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
@@ -59,7 +59,7 @@ def commit_shards(
     props = CommitProperties(custom_metadata={META_KEY: json.dumps(metadata, sort_keys=True)})
     if not table_exists(table):
         table.mkdir(parents=True, exist_ok=True)
-        create_table_with_add_actions(str(table), schema, actions, mode="append", commit_properties=props)
+        create_table_with_add_actions(str(table), Schema.from_arrow(schema), actions, mode="append", commit_properties=props)
     else:
         dt = DeltaTable(str(table))
         current = pa.schema(dt.schema().to_arrow())
