@@ -152,6 +152,32 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from expectations.gate import validate_version
+
+    config = _config(args)
+    result = validate_version(Path(args.table), args.version, config)
+    print(result.summary_markdown())
+    return 0 if result.success else EXIT_QUALITY
+
+
+def cmd_diff(args) -> int:
+    from transforms.versions import diff
+
+    d = diff(Path(args.table), args.a, args.b)
+    print(json.dumps(d, indent=2, default=str))
+    return 0
+
+
+def cmd_vacuum(args) -> int:
+    from transforms.versions import vacuum
+
+    removed = vacuum(Path(args.table), args.keep, min_age_s=args.min_age_hours * 3600, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} file(s) no kept version needs")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tweetmill", description="Raw tweet dumps in, clean versioned training data out.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -185,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-n", type=int, default=24000, help="number of demo tweets")
     common(d)
     d.set_defaults(func=cmd_demo)
+    val = sub.add_parser("validate", help="re-run the curated data-quality suite on a published version")
+    val.add_argument("table")
+    val.add_argument("--version", type=int, help="default: the latest")
+    common(val)
+    val.set_defaults(func=cmd_validate)
+
+    df = sub.add_parser("diff", help="what changed between two versions: rows added/removed, per-language counts")
+    df.add_argument("table")
+    df.add_argument("a", type=int)
+    df.add_argument("b", type=int)
+    df.set_defaults(func=cmd_diff)
+
+    vac = sub.add_parser("vacuum", help="delete files that none of the newest K versions needs")
+    vac.add_argument("table")
+    vac.add_argument("--keep", type=int, required=True)
+    vac.add_argument("--min-age-hours", type=float, default=1.0, help="never delete files younger than this")
+    vac.add_argument("--dry-run", action="store_true")
+    vac.set_defaults(func=cmd_vacuum)
+
     s = sub.add_parser("serve", help="serve the scheduled landing-folder deployment from this process")
     s.add_argument("--landing", required=True, help="folder where new tweet files arrive")
     s.add_argument("--table", required=True, help="Delta table the new files are appended to")
@@ -198,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from transforms.config import ConfigError
-    from transforms.pipeline import RejectRateExceeded
+    from transforms.pipeline import GateFailed, RejectRateExceeded
     from transforms.publish import PublishError
     from transforms.readers import InputError
 
@@ -207,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ConfigError, PublishError) as e:
         console.print(f"tweetmill: error: {e}", markup=False, highlight=False)
         return EXIT_USAGE
-    except (RejectRateExceeded, RunFailed) as e:
+    except (RejectRateExceeded, GateFailed, RunFailed) as e:
         console.print(f"tweetmill: {e}", markup=False, highlight=False)
         return EXIT_QUALITY
 

@@ -17,11 +17,11 @@ from prefect.states import Failed
 
 from transforms.config import ConfigError, PipelineConfig
 from transforms.landing import Landing
-from transforms.pipeline import Curation, RejectRateExceeded
+from transforms.pipeline import Curation, GateFailed, RejectRateExceeded
 from transforms.publish import PublishError
 from transforms.readers import InputError
 
-PERMANENT = (ConfigError, InputError, RejectRateExceeded, PublishError, ValueError, TypeError)
+PERMANENT = (ConfigError, InputError, RejectRateExceeded, GateFailed, PublishError, ValueError, TypeError)
 
 
 def _transient(task, task_run, state) -> bool:
@@ -58,6 +58,16 @@ def write_shards(c: Curation) -> int:
     return len(c.write_shards())
 
 
+@task(name="validate", cache_policy=NO_CACHE)  # a verdict on the data: retrying cannot change it
+def validate(c: Curation):
+    try:
+        gate = c.validate()
+    except GateFailed as e:
+        gate = e.gate
+    create_markdown_artifact(gate.summary_markdown(), key="tweetmill-quality-gate", description="data-quality suite")
+    return gate
+
+
 @step(name="publish")
 def publish(c: Curation) -> dict:
     report = c.publish()
@@ -81,6 +91,9 @@ def funnel_markdown(report: dict) -> str:
         lines.append(f"| {s['name']}{reused} | {s['input']:,} | {s['output']:,} | {s['dropped']:,} | {reasons} |")
     lines += ["", f"Published **{report['output_records']:,}** rows as version **{report.get('version')}** of "
               f"`{report['table']}`; rejected records: **{report['rejected']:,}**."]
+    if "validation" in report:
+        lines.append(f"Quality gate: {'passed' if report['validation']['success'] else 'FAILED'}; "
+                     f"Data Docs: `{report['validation']['docs']}`; data card: `{report.get('data_card')}`.")
     return "\n".join(lines)
 
 
@@ -100,6 +113,9 @@ def curate(
     for i, stage in enumerate(c.stages):
         run_stage(c, i, stage.name)
     write_shards(c)
+    gate = validate(c)
+    if not gate.success:
+        return Failed(message=str(GateFailed(gate)))
     report = publish(c)
     create_markdown_artifact(funnel_markdown(report), key="tweetmill-funnel", description="records per stage")
     return report

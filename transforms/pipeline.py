@@ -40,6 +40,15 @@ class RejectRateExceeded(RuntimeError):
     """Too many input records could not be parsed: nothing is published."""
 
 
+class GateFailed(RuntimeError):
+    """The output failed its data-quality suite: nothing is published, the shards stay for inspection."""
+
+    def __init__(self, gate):
+        self.gate = gate
+        names = ", ".join(sorted({f["expectation"] + (f"({f['column']})" if f.get("column") else "") for f in gate.failures}))
+        super().__init__(f"data-quality gate failed: {names}; nothing published; results: {gate.result_path}")
+
+
 @functools.cache
 def code_version() -> str:
     root = Path(transforms.__file__).resolve().parents[1]
@@ -96,6 +105,7 @@ class Curation:
         self.outcomes: list[dict] = []
         self.parts: list[Path] = []
         self.shards: list[Path] = []
+        self.gate = None
 
     # -- steps ----------------------------------------------------------------------------------------------------
     def ingest(self) -> IngestResult:
@@ -150,6 +160,16 @@ class Curation:
             self.schema = pa.schema([f for f in pq.read_schema(self.parts[0]) if f.name not in hidden])
         return self.shards
 
+    def validate(self):
+        """Run the curated suite on the written shards, before anything is committed."""
+        from expectations.gate import validate_output
+
+        out_dir = publish.sidecar(self.table, "validations") / self.run_id
+        self.gate = validate_output(self.shards, config=self.config, report=self.report(), out_dir=out_dir)
+        if not self.gate.success:
+            raise GateFailed(self.gate)
+        return self.gate
+
     def report(self) -> dict:
         ingest = self.ingested
         output = self.outcomes[-1]["output"] if self.outcomes else ingest.records - ingest.rejected
@@ -166,7 +186,8 @@ class Curation:
             "engine": self.engine.name,
             "inputs": self.inputs,
             "shards": len(self.shards),
-        }
+        } | ({"validation": {"success": self.gate.success, "result": str(self.gate.result_path),
+                              "docs": str(self.gate.docs_path)}} if self.gate is not None else {})
 
     def publish(self) -> dict:
         """Commit the shards as a new version (logs first: the data commit is the publish point).
@@ -187,10 +208,23 @@ class Curation:
         meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected",
                                        "output_records", "inputs", "stages")}
         meta["run_key"] = run_key
+        if "validation" in report:
+            meta["validation"] = report["validation"]
         report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
+        report["data_card"] = str(self.write_data_card(report))
         publish.write_report(self.table, self.run_id, report)
         self.cache.keep_only(set(self.keys))  # keep this run's steps: a rerun with one setting changed reuses them
         return report
+
+
+    def write_data_card(self, report: dict) -> Path:
+        from transforms import loaders, versions
+        from transforms.datacard import write_data_card
+
+        v = report["version"]
+        previous = versions.diff(self.table, v - 1, v) if v > 0 else None
+        out = publish.sidecar(self.table, "cards") / f"v{v}"
+        return write_data_card(self.table, v, report, loaders.polars_frame(self.table, v), previous, out)
 
 
 def run(
@@ -209,6 +243,7 @@ def run(
     for i in range(len(c.stages)):
         c.run_stage(i)
     c.write_shards()
+    c.validate()
     return c.publish()
 
 

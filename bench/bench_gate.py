@@ -1,0 +1,76 @@
+"""Time of the curated-suite gate on curated-looking output (every stage's columns), default 1M rows.
+
+    .venv/bin/python bench/bench_gate.py [--n 1000000] [--out /tmp/tweetmill_bench_gate]
+
+Shards are generated deterministically (seeded, tests/curated.py) once per size and reused. Reported: the Great
+Expectations import (paid once per process), the check-frame build (polars reads + residual-PII regexes), and the
+whole validate_output call (frames, GX validations, result JSON and Data Docs). Target: under 30 s for 1M rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from expectations import frames  # noqa: E402
+from expectations.gate import validate_output  # noqa: E402
+from expectations.parameters import suite_parameters  # noqa: E402
+from tests.curated import ALL_STAGES, curated_rows, report_for, write_shards  # noqa: E402
+from transforms.config import PipelineConfig  # noqa: E402
+
+CONFIG = PipelineConfig(settings={"langid": {"languages": ["de", "en", "es", "fr"]}})
+
+
+def shards_for(n: int, out: Path) -> list[Path]:
+    folder = out / f"n{n}" / "data" / "bench"
+    shards = sorted(folder.glob("*.parquet"))
+    if not shards:
+        rows = curated_rows(n, seed=11)
+        shards = write_shards(rows, folder, CONFIG.output.shard_max_rows // 2, CONFIG.output.row_group_rows)
+    return shards
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/tweetmill_bench_gate"))
+    args = ap.parse_args()
+    shards = shards_for(args.n, args.out)
+    report = report_for("bench", args.n, ALL_STAGES)
+
+    t0 = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    t_import = time.perf_counter() - t0
+    params = suite_parameters(CONFIG, [report])
+    columns = {"id", "text_length", "residual_pii", "dedupe_hash", "exact_dup_of", "minhash_dup_of", "lang",
+               "lang_score", "lang_min_score", "toxicity", "is_toxic"}
+    t0 = time.perf_counter()
+    frames.rows_frame(shards, columns, params)
+    t_frame = time.perf_counter() - t0
+
+    gate_dir = args.out / f"n{args.n}" / "gate"
+    shutil.rmtree(gate_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    result = validate_output(shards, config=CONFIG, report=report, out_dir=gate_dir)
+    t_gate = time.perf_counter() - t0
+    print(json.dumps({
+        "rows": args.n,
+        "shards": len(shards),
+        "gx_import_s": round(t_import, 2),
+        "check_frames_s": round(t_frame, 2),
+        "validate_output_s": round(t_gate, 2),
+        "rows_per_s": round(args.n / t_gate),
+        "success": result.success,
+        "expectations": result.evaluated,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Prefect orchestration overhead: the same run through the `curate` flow (against a running Prefect server) and
+by calling the pipeline steps directly, side by side on the same input.
+
+    .venv/bin/python bench/bench_prefect.py [--n 1000000] [--dir /tmp/tweetmill-bench]
+
+The Prefect server is started first (infra/prefect/start-server.sh, on a free port) and not counted: a scheduled
+deployment talks to a server that is already up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DIRECT = """
+import json, shutil, sys, time
+from transforms import pipeline
+from transforms.config import load_config
+shutil.rmtree(sys.argv[2], ignore_errors=True)
+t = time.perf_counter()
+pipeline.run([sys.argv[1]], sys.argv[2], load_config(stages=["normalize", "dedupe_exact"]))
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+FLOW = """
+import json, shutil, sys, time
+import flows
+from flows.curate import curate
+from transforms.config import load_config
+shutil.rmtree(sys.argv[2], ignore_errors=True)
+t = time.perf_counter()
+curate([sys.argv[1]], sys.argv[2], load_config(stages=["normalize", "dedupe_exact"]))
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    from bench.corpus import write_v2_jsonl
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dir", default="/tmp/tweetmill-bench")
+    args = ap.parse_args()
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"v2_{args.n}.jsonl"
+    if not src.exists():
+        write_v2_jsonl(src, args.n, seed=0)
+    home = tempfile.mkdtemp(prefix="prefect-bench-")
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_PORT": str(_port()), "PREFECT_BIN": str(Path(sys.executable).parent / "prefect")}
+    subprocess.run([str(ROOT / "infra/prefect/start-server.sh")], env=env, check=True, capture_output=True)
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
+    try:
+        results = {}
+        for name, code in (("direct steps", DIRECT), ("prefect flow", FLOW), ("direct steps (again)", DIRECT)):
+            out = subprocess.run([sys.executable, "-c", code, str(src), str(work / "table_prefect")], env=env, cwd=ROOT,
+                                 capture_output=True, text=True, check=True)
+            results[name] = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    finally:
+        subprocess.run([str(ROOT / "infra/prefect/stop-server.sh")], env=env, capture_output=True)
+    direct = min(results["direct steps"], results["direct steps (again)"])
+    for name, sec in results.items():
+        print(f"{name:<22} {sec:8.1f} s  {args.n / sec:>10,.0f} tweets/s")
+    print(f"prefect overhead: {results['prefect flow'] - direct:+.1f} s ({(results['prefect flow'] / direct - 1) * 100:+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The data-quality gate: suites run with Great Expectations on synthetic curated output (tests/curated.py)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from expectations.gate import validate_input, validate_output, validate_version
+from expectations.parameters import suite_parameters
+from expectations.residual_pii import luhn_valid, residual_pii
+from expectations.suites import applicable, load_suite
+from tests.curated import ALL_STAGES, curated_rows, publish_run, report_for, write_shards
+from tests.helpers import tweets
+from transforms.config import PipelineConfig
+
+LANGS = ["de", "en", "es", "fr"]
+CONFIG = PipelineConfig(settings={"langid": {"languages": LANGS}})
+
+
+def _set(table: pa.Table, column: str, rows: dict[int, object]) -> pa.Table:
+    values = table.column(column).to_pylist()
+    for i, v in rows.items():
+        values[i] = v
+    return table.set_column(table.column_names.index(column), column, pa.array(values, table.schema.field(column).type))
+
+
+def _gate(tmp_path, rows: pa.Table, *, config=CONFIG, report=None, stages=ALL_STAGES, shard_rows=100):
+    shards = write_shards(rows, tmp_path / "data" / "run", shard_rows, 50)
+    report = report or report_for("run", rows.num_rows, stages)
+    return validate_output(shards, config=config, report=report, out_dir=tmp_path / "gate")
+
+
+def _failure(result, expectation: str, column: str) -> dict:
+    found = [f for f in result.failures if f["expectation"] == expectation and f["column"] == column]
+    seen = [(f["expectation"], f["column"]) for f in result.failures]
+    assert len(found) == 1, f"expected one failure of {expectation} on {column}, got {seen}"
+    return found[0]
+
+
+def _ids(table: pa.Table, rows) -> list[str]:
+    return [table.column("id")[i].as_py() for i in rows]
+
+
+# -- a clean run, and one with every kind of violation (each gate run costs ~1 s, so they are shared) -----------
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clean")
+    return _gate(tmp, curated_rows(300, seed=1))
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory):
+    rows = curated_rows(300, seed=2)
+    rows = _set(rows, "lang", {3: "xx", 40: "zz"})
+    rows = _set(rows, "toxicity", {7: 0.93})
+    rows = _set(rows, "is_toxic", {7: True})
+    rows = _set(rows, "text", {11: "mail bob.example@example.com now", 12: "hi @somebody_real", 13: "@user is fine"})
+    rows = _set(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py()})
+    rows = _set(rows, "id", {30: "12e5"})
+    tmp = tmp_path_factory.mktemp("dirty")
+    return rows, tmp, _gate(tmp, rows)
+
+
+def test_clean_output_passes_and_writes_results_and_docs(clean):
+    assert clean.success and clean.failures == []
+    plan = applicable(load_suite("curated"), ALL_STAGES, suite_parameters(CONFIG, [report_for("run", 300, ALL_STAGES)]))
+    assert clean.evaluated == sum(len(v) for v in plan.values()) > 25
+    stored = json.loads(clean.result_path.read_text())
+    assert stored["success"] is True and set(stored["validations"]) == {"rows", "schema", "shards", "funnel"}
+    assert clean.docs_path.name == "index.html" and clean.docs_path.exists()
+    pages = list(clean.docs_path.parent.rglob("*.html"))
+    assert len(pages) >= 5  # the index, and a page per suite and per validation
+    assert "passed" in clean.summary_markdown()
+
+
+def test_violations_are_named_with_example_ids(dirty):
+    rows, _, result = dirty
+    assert not result.success
+    lang = _failure(result, "expect_column_values_to_be_in_set", "lang")
+    assert lang["stage"] == "langid" and lang["unexpected_count"] == 2
+    assert sorted(lang["example_ids"]) == sorted(_ids(rows, [3, 40]))
+    assert sorted(lang["observed"]["examples"]) == ["xx", "zz"]
+    assert _failure(result, "expect_column_values_to_be_between", "toxicity")["example_ids"] == _ids(rows, [7])
+    assert _failure(result, "expect_column_values_to_be_in_set", "is_toxic")["example_ids"] == _ids(rows, [7])
+    duplicates = _failure(result, "expect_column_values_to_be_unique", "dedupe_hash")
+    assert sorted(duplicates["example_ids"]) == sorted(_ids(rows, [20, 21]))
+    assert _failure(result, "expect_column_values_to_match_regex", "id")["example_ids"] == ["12e5"]
+    pii = _failure(result, "expect_column_values_to_be_null", "residual_pii")
+    assert sorted(pii["example_ids"]) == sorted(_ids(rows, [11, 12]))  # "@user" (row 13) is the placeholder
+    assert sorted(pii["observed"]["examples"]) == ["email", "mention"]
+    assert len(result.failures) == 6  # nothing else: counts, schema and shards are fine
+
+
+def test_failures_never_show_tweet_text(dirty):
+    _, tmp, result = dirty
+    written = [p.read_text(errors="replace") for p in (tmp / "gate").rglob("*") if p.suffix in (".json", ".html")]
+    assert written and result.summary_markdown()
+    for secret in ("bob.example@example.com", "somebody_real", "mail ", "hi @"):
+        assert not any(secret in text for text in written + [result.summary_markdown(), json.dumps(result.failures)])
+
+
+def test_summary_markdown_lists_failures(dirty):
+    rows, _, result = dirty
+    md = result.summary_markdown()
+    assert "FAILED" in md and md.count("\n| expect_") == len(result.failures)
+    assert "expect_column_values_to_be_in_set | rows | lang | langid" in md and _ids(rows, [3])[0] in md
+
+
+# -- parameters follow the config, expectations follow the stages --------------------------------------------------
+
+def test_toxicity_threshold_comes_from_the_config(tmp_path):
+    rows = _set(curated_rows(200, seed=3), "toxicity", {5: 0.3, 6: 0.35})
+    strict = PipelineConfig(settings={"langid": {"languages": LANGS}, "toxicity": {"threshold": 0.3}})
+    result = _gate(tmp_path, rows, config=strict)
+    tox = _failure(result, "expect_column_values_to_be_between", "toxicity")
+    expected = rows.filter(pa.compute.greater_equal(rows.column("toxicity"), 0.3)).column("id").to_pylist()
+    assert tox["unexpected_count"] == len(expected) >= 2 and set(tox["example_ids"]) <= set(expected)
+    assert json.loads(result.result_path.read_text())["parameters"]["toxicity_threshold"] == 0.3
+    assert _gate(tmp_path / "default", rows).success  # the default threshold (0.5) lets them through
+
+
+def test_per_language_score_thresholds(tmp_path):
+    rows = curated_rows(400, seed=4)
+    config = PipelineConfig(settings={"langid": {"languages": LANGS, "min_score": 0.5, "thresholds": {"fr": 0.9}}})
+    result = _gate(tmp_path, rows, config=config)
+    frame = pl.from_arrow(rows)
+    low_fr = frame.filter((pl.col("lang") == "fr") & (pl.col("lang_score") < pl.lit(0.9, pl.Float32)))
+    failure = _failure(result, "expect_column_pair_values_a_to_be_greater_than_b", "lang_score, lang_min_score")
+    assert failure["unexpected_count"] == low_fr.height > 0
+    assert set(failure["example_ids"]) <= set(low_fr["id"].to_list())
+    assert len(result.failures) == 1
+
+
+def test_float32_scores_compare_as_the_langid_stage_compares(tmp_path):
+    # The stage widens its float32 scores to float64 before comparing: float32(0.65) is below a 0.65 threshold.
+    rows = _set(curated_rows(50, seed=5), "lang_score", {i: 0.7 for i in range(50)})
+    rows = _set(rows, "lang_score", {0: 0.65, 1: 0.6500001})
+    config = PipelineConfig(settings={"langid": {"languages": LANGS, "min_score": 0.65}})
+    result = _gate(tmp_path, rows, config=config)
+    failure = _failure(result, "expect_column_pair_values_a_to_be_greater_than_b", "lang_score, lang_min_score")
+    assert failure["example_ids"] == _ids(rows, [0]) and len(result.failures) == 1
+
+
+def test_only_the_stages_that_ran_are_checked(tmp_path):
+    stages = ("normalize", "dedupe_exact")
+    rows = curated_rows(200, seed=6, stages=stages)
+    result = _gate(tmp_path, rows, stages=stages)
+    assert result.success
+    validations = json.loads(result.result_path.read_text())["validations"].values()
+    checked = [r["expectation_config"] for v in validations for r in v["results"]]
+    columns = {c["kwargs"].get("column") for c in checked}
+    assert {"id", "dedupe_hash", "text_length"} <= columns
+    assert not columns & {"lang", "lang_score", "toxicity", "is_toxic", "residual_pii", "minhash_dup_of"}
+    assert {c["meta"].get("stage") for c in checked} == {None, "dedupe_exact"}
+    # the same rows claimed to have passed langid: its columns are missing, and the gate says so
+    result = _gate(tmp_path / "claimed", rows, stages=(*stages, "langid"))
+    schema = _failure(result, "expect_column_distinct_values_to_contain_set", "field")
+    assert sorted(schema["observed"]["missing"]) == ["lang: string", "lang_score: float"]
+    lang = _failure(result, "expect_column_values_to_be_in_set", "lang")
+    assert 'column "lang" in BatchData does not exist' in lang["observed"]
+    assert all(f["stage"] == "langid" for f in result.failures)
+
+
+def test_languages_not_configured_means_any_language(tmp_path):
+    rows = _set(curated_rows(100, seed=7), "lang", {0: "xx"})
+    assert _gate(tmp_path, rows, config=PipelineConfig()).success
+
+
+# -- counts and shards ---------------------------------------------------------------------------------------------
+
+def test_counts_must_reconcile_with_the_report(tmp_path):
+    rows = curated_rows(250, seed=8)
+    report = report_for("run", rows.num_rows, ALL_STAGES, dropped={"dedupe_exact": 10, "langid": 5})
+    assert _gate(tmp_path / "ok", rows, report=report).success
+    report["output_records"] += 1
+    report["stages"][2]["reasons"] = {"lang:xx": 4}  # langid dropped 5, reasons account for 4
+    result = _gate(tmp_path / "bad", rows, report=report)
+    assert _failure(result, "expect_table_row_count_to_equal", None)["observed"] == 250
+    assert _failure(result, "expect_column_sum_to_be_between", "rows")["observed"] == 250
+    assert _failure(result, "expect_column_values_to_be_between", "unaccounted")["example_ids"] == ["run:publish"]
+    reasons = _failure(result, "expect_column_pair_values_to_be_equal", "dropped, reasons_total")
+    assert reasons["example_ids"] == ["run:langid"]
+    assert len(result.failures) == 4
+
+
+def test_shard_bounds_come_from_the_output_config(tmp_path):
+    rows = curated_rows(300, seed=9)
+    config = PipelineConfig(settings={"langid": {"languages": LANGS}},
+                            output={"shard_max_rows": 120, "row_group_rows": 40})
+    result = _gate(tmp_path, rows, config=config, shard_rows=150)  # shards of 150 rows in row groups of 50
+    by_column = {f["column"]: f for f in result.failures}
+    assert set(by_column) == {"rows", "max_row_group_rows"}
+    assert by_column["rows"]["example_ids"] == ["run/part-00000.zstd.parquet", "run/part-00001.zstd.parquet"]
+
+
+def test_internal_columns_must_not_be_published(tmp_path):
+    rows = curated_rows(100, seed=10)
+    rows = rows.append_column("dedupe_key", pa.array(["k"] * rows.num_rows))
+    result = _gate(tmp_path, rows)
+    assert _failure(result, "expect_column_values_to_not_be_in_set", "name")["example_ids"] == ["dedupe_key"]
+    assert len(result.failures) == 1
+
+
+def test_no_rows_no_shards(tmp_path):
+    report = report_for("run", 0, ALL_STAGES, dropped={"normalize": 3})
+    result = validate_output([], config=CONFIG, report=report, out_dir=tmp_path / "gate")
+    assert result.success and any("no shards" in n for n in result.notes)
+
+
+# -- raw input and published versions ------------------------------------------------------------------------------
+
+def test_raw_suite_on_ingested_rows(tmp_path):
+    good = tweets([{"id": "1", "text": "a"}, {"id": "2", "text": "b"}])
+    assert validate_input([good], out_dir=tmp_path / "ok").success
+    bad = good.set_column(0, "id", pa.array(["3", "4.0"]))
+    bad = bad.set_column(1, "text", pa.array(["x", None]))
+    pq.write_table(bad, tmp_path / "part.parquet")
+    result = validate_input([tmp_path / "part.parquet"])
+    assert result.result_path is None and not result.success
+    assert _failure(result, "expect_column_values_to_match_regex", "id")["example_ids"] == ["4.0"]
+    assert _failure(result, "expect_column_values_to_not_be_null", "text_length")["example_ids"] == ["4.0"]
+    missing = validate_input([bad.drop_columns(["lang_hint"])]).failures[0]
+    assert missing["column"] == "field" and missing["observed"] == {"missing": ["lang_hint: string"]}
+
+
+def test_validate_version_rechecks_a_published_version(tmp_path):
+    table = tmp_path / "table"
+    publish_run(table, curated_rows(300, seed=12), "20240101T000000Z-aaaa")
+    publish_run(table, curated_rows(200, seed=13, first_id=1_600_000_000_000_000_000), "20240102T000000Z-bbbb")
+    latest = validate_version(table, config=CONFIG)
+    assert latest.success and latest.result_path.parent.name == "v1"
+    stored = json.loads(latest.result_path.read_text())
+    assert stored["parameters"]["output_records"] == 500  # both runs' rows are in version 1
+    assert any("another config" in n for n in latest.notes)
+    first = validate_version(table, 0, CONFIG)
+    assert first.success and json.loads(first.result_path.read_text())["parameters"]["output_records"] == 300
+    # a version whose stored report disagrees with its rows fails
+    report_path = table / "_tweetmill" / "runs" / "20240101T000000Z-aaaa.json"
+    report = json.loads(report_path.read_text())
+    report["output_records"] = 299
+    report_path.write_text(json.dumps(report))
+    assert not validate_version(table, 0, CONFIG).success
+
+
+def test_a_real_run_passes_its_gate(tmp_path):
+    """pipeline.run with real stages, then the curated suite on what it published (with its stored report)."""
+    from transforms import pipeline
+    from transforms.config import load_config
+
+    texts = ["Hello world, this is a lovely day in the park", "Bonjour tout le monde, il fait beau aujourd'hui",
+             "Hello world, this is a lovely day in the park", "RT @bob: Hello world, this is a lovely day in the park",
+             "Mail me at jane.doe@example.com or call +44 20 7946 0958 please", "hey @alice how are you today",
+             "Guten Morgen, wie geht es dir heute?", "   "]
+    records = [{"id": str(1000 + i), "text": t, "created_at": "2024-01-01T00:00:00.000Z", "author_id": "42"}
+               for i, t in enumerate(texts)]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    config = load_config(stages=["normalize", "dedupe_exact", "langid", "pii"],
+                         settings={"pii": {"allow_dev_key": True}, "langid": {"languages": ["de", "en", "fr"]}})
+    report = pipeline.run([str(tmp_path / "in.jsonl")], tmp_path / "table", config)
+    assert report["output_records"] == 5
+    result = validate_version(tmp_path / "table", config=config)
+    assert result.success, result.summary_markdown()
+    assert result.notes == [] and result.evaluated >= 25
+
+
+# -- residual PII patterns (no GX) ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("write to jane.doe+x@mail.example.org", "email"),
+        ("thanks @jane_doe!", "mention"),
+        ("RT @user: fine", None),
+        ("@user's take", None),
+        ("x@user_y is no mention", None),
+        ("card 4111 1111 1111 1111 ok", "card"),
+        ("order 4111 1111 1111 1112", None),  # fails Luhn
+        ("tweet 1456789012345678901", None),  # an id: issuer digit 1
+        ("server at 192.168.10.25.", "ip"),
+        ("version 1.2.3.4.5 and 300.1.1.1", None),
+        ("v6 2001:db8::8a2e:370:7334 here", "ip"),
+        ("at 10:30:45 today", None),
+        ("call +44 20 7946 0958", "phone"),
+        ("call (212) 555-0123", "phone"),
+        ("in 2013 212 555 people", None),
+        ("<EMAIL> <PHONE> <CARD> <IP> <IBAN> @user http", None),
+    ],
+)
+def test_residual_pii_kinds(text, kind):
+    assert residual_pii(pl.Series([text]), ["US"]).to_list() == [kind]
+
+
+def test_residual_pii_regions_and_nulls():
+    texts = pl.Series(["call (212) 555-0123", None])
+    assert residual_pii(texts, ["US"]).to_list() == ["phone", None]
+    assert residual_pii(texts, ["DE"]).to_list() == [None, None]  # North American formats only for US/CA
+
+
+def test_luhn_vectorized():
+    assert luhn_valid(["4111111111111111", "79927398713", "79927398710", "0"]).tolist() == [True, True, False, True]

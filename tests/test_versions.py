@@ -1,0 +1,103 @@
+"""Versions of a published table: shard lists, diffs by id, and a vacuum that never breaks a kept version."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import polars as pl
+import pytest
+
+from tests.curated import curated_rows, publish_run, write_shards
+from transforms import publish
+from transforms.versions import diff, shard_uris, vacuum
+
+RUNS = ["20240101T000000Z-r1", "20240102T000000Z-r2", "20240103T000000Z-r3", "20240104T000000Z-r4"]
+ID0, ID1 = 1_500_000_000_000_000_000, 1_600_000_000_000_000_000
+
+
+def _build(path):
+    """v0: r1 (300 rows); v1: + r2 (200); v2: overwrite with r3 (250: 100 of r1's ids, 150 new); v3: + r4 (50)."""
+    publish_run(path, curated_rows(300, seed=1, first_id=ID0), RUNS[0], shard_rows=100)
+    publish_run(path, curated_rows(200, seed=2, first_id=ID1), RUNS[1], shard_rows=100)
+    publish_run(path, curated_rows(250, seed=3, first_id=ID0 + 200), RUNS[2], shard_rows=100, mode="overwrite")
+    publish_run(path, curated_rows(50, seed=4, first_id=ID1 + 1000), RUNS[3], shard_rows=100)
+    return path
+
+
+def _age(path, seconds):
+    old = time.time() - seconds
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (old, old))
+
+
+@pytest.fixture
+def table(tmp_path):
+    return _build(tmp_path / "table")
+
+
+def _snapshot(table, version) -> pl.DataFrame:
+    return pl.read_delta(str(table), version=version).sort("id")
+
+
+def test_shard_uris_pin_a_version(table):
+    assert [len(shard_uris(table, v)) for v in range(4)] == [3, 5, 3, 4]
+    uris = shard_uris(table, 1)
+    assert uris == sorted(uris) and all(os.path.exists(u) for u in uris)
+    assert shard_uris(table) == shard_uris(table, 3)
+
+
+def test_diff_counts_rows_by_id_and_languages(table):
+    d = diff(table, 1, 2)
+    assert (d["rows_a"], d["rows_b"]) == (500, 250)
+    assert d["added"] == 150 and d["removed"] == 400  # r3 shares ids ID0+200..ID0+299 with r1
+    assert d["runs_added"] == [RUNS[2]] and d["runs_removed"] == RUNS[:2]
+    assert d["examples"]["added"] == [str(ID0 + 300 + i) for i in range(5)]
+    a, b = _snapshot(table, 1), _snapshot(table, 2)
+    for lang, counts in d["languages"].items():
+        expected_a, expected_b = a.filter(pl.col("lang") == lang).height, b.filter(pl.col("lang") == lang).height
+        assert counts == {"a": expected_a, "b": expected_b, "delta": expected_b - expected_a}
+    assert sum(c["b"] for c in d["languages"].values()) == 250
+    same = diff(table, 3, 3)
+    assert (same["added"], same["removed"], same["runs_added"]) == (0, 0, [])
+
+
+def test_vacuum_keeps_every_file_the_kept_versions_need(table):
+    kept = {v: _snapshot(table, v) for v in (2, 3)}
+    orphan = write_shards(curated_rows(10, seed=9), publish.data_dir(table, "20240105T000000Z-failed"), 10, 10)
+    (publish.sidecar(table, "staging") / "old-run").mkdir(parents=True)
+    (publish.sidecar(table, "staging") / "old-run" / "part.parquet").write_bytes(b"x")
+    (publish.sidecar(table, "cache") / "abc").mkdir(parents=True)
+    _age(table, 7200)
+    deleted = vacuum(table, keep=2)
+    assert sorted(p for p in deleted if p.endswith(".parquet")) == sorted(
+        [f"data/{r}/part-{i:05d}.zstd.parquet" for r in RUNS[:2] for i in range(3 if r == RUNS[0] else 2)]
+        + [orphan[0].relative_to(table).as_posix()]
+    )
+    assert "_tweetmill/staging/old-run/" in deleted and "_tweetmill/cache/abc/" in deleted
+    assert not (table / "data" / RUNS[0]).exists()
+    for v, rows in kept.items():
+        assert _snapshot(table, v).equals(rows)  # every column of every row reads back
+    with pytest.raises(Exception):
+        _snapshot(table, 1)
+    assert (publish.sidecar(table, "runs") / f"{RUNS[0]}.json").exists()  # reports and logs stay
+    assert [v["version"] for v in publish.versions(table)] == [3, 2, 1, 0]  # vacuum commits nothing
+
+
+def test_vacuum_spares_young_files_and_dry_runs(table):
+    _age(table, 7200)
+    young = write_shards(curated_rows(10, seed=9), publish.data_dir(table, "20240105T000000Z-writing"), 10, 10)
+    planned = vacuum(table, keep=1, dry_run=True)
+    assert all((table / p).exists() for p in planned if p.endswith(".parquet"))
+    assert young[0].relative_to(table).as_posix() not in planned  # a run still writing its shards
+    assert vacuum(table, keep=1) == planned
+    assert _snapshot(table, 3).height == 300 and young[0].exists()
+    assert vacuum(table, keep=1, min_age_s=0) == [young[0].relative_to(table).as_posix()]
+
+
+def test_vacuum_keeping_all_versions_deletes_nothing_they_need(table):
+    _age(table, 7200)
+    assert vacuum(table, keep=4) == []
+    assert [_snapshot(table, v).height for v in range(4)] == [300, 500, 250, 300]
+    with pytest.raises(ValueError):
+        vacuum(table, keep=0)

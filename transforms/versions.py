@@ -1,0 +1,140 @@
+"""Published versions of a table: which files each holds, what changed between two, and reclaiming old files.
+
+Readers pin a version (shard_uris); `diff` compares two versions by tweet id; `vacuum` deletes the data files that
+no kept version needs, computed from the kept versions' own file lists, so every kept version stays readable. It
+writes nothing to the Delta log (delta-rs' vacuum would add commits, i.e. new versions).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable
+
+from transforms import publish
+
+EXAMPLES = 5
+# Working folders under _tweetmill/ that a finished run no longer needs (run staging and the resumable step cache).
+WORK_DIRS = ("staging", "cache")
+
+
+def shard_uris(table: str | Path, version: int | None = None) -> list[str]:
+    """The data files of `version` (default: the latest), as absolute paths or URIs, sorted: run ids start with
+    their UTC time, so this is the order the runs published them."""
+    return sorted(DeltaTable(str(table), version=version).file_uris())
+
+
+def _rows(table: Path, version: int, columns: list[str]) -> pl.LazyFrame:
+    return pl.scan_delta(str(table), version=version).select(columns)
+
+
+def _schema_names(table: Path, version: int) -> list[str]:
+    return list(DeltaTable(str(table), version=version).schema().to_arrow().names)
+
+
+def diff(table: str | Path, a: int, b: int) -> dict:
+    """What changed from version `a` to version `b`: rows added and removed by id, runs added and removed, and
+    per-language row counts when the table has a `lang` column."""
+    table = Path(table)
+    lang = "lang" in _schema_names(table, a) and "lang" in _schema_names(table, b)
+    columns = ["id", "lang"] if lang else ["id"]
+    rows_a, rows_b = _rows(table, a, columns), _rows(table, b, columns)
+    added = rows_b.join(rows_a.select("id"), on="id", how="anti")
+    removed = rows_a.join(rows_b.select("id"), on="id", how="anti")
+    counts = pl.concat(
+        [
+            rows_a.select(pl.len().alias("n")).with_columns(pl.lit("a").alias("side")),
+            rows_b.select(pl.len().alias("n")).with_columns(pl.lit("b").alias("side")),
+            added.select(pl.len().alias("n")).with_columns(pl.lit("added").alias("side")),
+            removed.select(pl.len().alias("n")).with_columns(pl.lit("removed").alias("side")),
+        ]
+    ).collect()
+    n = dict(zip(counts["side"], counts["n"]))
+    runs_a = {Path(u).parent.name for u in shard_uris(table, a)}
+    runs_b = {Path(u).parent.name for u in shard_uris(table, b)}
+    out = {
+        "a": a,
+        "b": b,
+        "rows_a": n["a"],
+        "rows_b": n["b"],
+        "added": n["added"],
+        "removed": n["removed"],
+        "examples": {
+            "added": added.select("id").sort("id").head(EXAMPLES).collect()["id"].to_list(),
+            "removed": removed.select("id").sort("id").head(EXAMPLES).collect()["id"].to_list(),
+        },
+        "runs_added": sorted(runs_b - runs_a),
+        "runs_removed": sorted(runs_a - runs_b),
+    }
+    if lang:
+        per = (
+            pl.concat([rows_a.with_columns(pl.lit("a").alias("side")), rows_b.with_columns(pl.lit("b").alias("side"))])
+            .group_by("lang", "side")
+            .len()
+            .collect()
+            .pivot(on="side", index="lang", values="len")
+        )
+        for side in ("a", "b"):
+            if side not in per.columns:
+                per = per.with_columns(pl.lit(0, pl.UInt32).alias(side))
+        per = per.fill_null(0).sort("lang", nulls_last=True)
+        out["languages"] = {
+            r["lang"] if r["lang"] is not None else "null": {"a": r["a"], "b": r["b"], "delta": r["b"] - r["a"]}
+            for r in per.iter_rows(named=True)
+        }
+    return out
+
+
+def _hidden(rel: Path) -> bool:
+    """Delta's rule: paths whose first component starts with "_" or "." (the log, our sidecar) are not data."""
+    return rel.parts[0].startswith(("_", "."))
+
+
+def _newest_mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
+
+
+def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Delete what the latest `keep` versions do not need; returns the deleted paths, relative to the table.
+
+    Deleted: Parquet data files that none of the kept versions references, and old run working folders
+    (_tweetmill/staging, _tweetmill/cache). Both only when untouched for `min_age_s` seconds: a run that is writing
+    its shards right now has not committed them yet, and its files must survive. Versions older than the kept
+    ones can no longer be read afterwards.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1: the latest version is always kept")
+    table = Path(table)
+    root = Path(os.path.realpath(table))
+    latest = DeltaTable(str(table)).version()
+    needed = {
+        Path(os.path.realpath(u)).relative_to(root)
+        for v in range(max(0, latest - keep + 1), latest + 1)
+        for u in DeltaTable(str(table), version=v).file_uris()
+    }
+    cutoff = time.time() - min_age_s
+    deleted: list[str] = []
+    for path in sorted(root.rglob("*.parquet")):
+        rel = path.relative_to(root)
+        if _hidden(rel) or rel in needed or path.stat().st_mtime > cutoff:
+            continue
+        deleted.append(rel.as_posix())
+        if not dry_run:
+            path.unlink()
+    for name in WORK_DIRS:
+        folder = publish.sidecar(root, name)
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if entry.is_dir() and _newest_mtime(entry) <= cutoff:
+                deleted.append(entry.relative_to(root).as_posix() + "/")
+                if not dry_run:
+                    shutil.rmtree(entry)
+    if not dry_run:
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            rel = folder.relative_to(root)
+            if not _hidden(rel) and not any(folder.iterdir()):
+                folder.rmdir()
+    return deleted
