@@ -130,7 +130,8 @@ class Curation:
 
     def run_stage(self, index: int) -> dict:
         stage = self.stages[index]
-        key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), code_version())
+        models = [fingerprint(str(m)) for m in stage.resources.model_files]  # a retrained model invalidates the step
+        key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), models, code_version())
         result, reused = self.cache.run(
             key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only)
         )
