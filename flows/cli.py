@@ -15,7 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from transforms.readers import InputError
+
 EXIT_USAGE, EXIT_QUALITY = 2, 3
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "infra" / "configs" / "demo.yaml"
 console = Console(stderr=True)
 
 
@@ -178,6 +181,19 @@ def cmd_vacuum(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    if args.command == "train-toxicity":
+        from transforms.training.toxicity import train_toxicity as train
+    else:
+        from transforms.training.langid import train_langid_supplement as train
+    data = Path(args.data)
+    if not data.is_dir():
+        raise InputError(f"training data folder not found: {data}")
+    metrics = train(data, Path(args.out), seed=args.seed)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tweetmill", description="Raw tweet dumps in, clean versioned training data out.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -210,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", default="demo-output")
     d.add_argument("-n", type=int, default=24000, help="number of demo tweets")
     common(d)
+    d.set_defaults(config=str(DEMO_CONFIG))
     d.set_defaults(func=cmd_demo)
     val = sub.add_parser("validate", help="re-run the curated data-quality suite on a published version")
     val.add_argument("table")
@@ -229,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     vac.add_argument("--min-age-hours", type=float, default=1.0, help="never delete files younger than this")
     vac.add_argument("--dry-run", action="store_true")
     vac.set_defaults(func=cmd_vacuum)
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    for name, what, sub_dir in (("train-toxicity", "the toxicity model (TweetEval train, tuned on val)", "toxicity"),
+                                ("train-langid", "the supplementary language-ID model", "langid")):
+        tr = sub.add_parser(name, help=f"retrain {what}, reproducibly (seeded)")
+        tr.add_argument("--data", default=str(Path.cwd().parent / "shared" / "data"), help="folder of the training data sets")
+        tr.add_argument("--out", default=str(models / sub_dir), help="where to write the model, its metrics and card")
+        tr.add_argument("--seed", type=int, default=0)
+        tr.set_defaults(func=cmd_train)
 
     s = sub.add_parser("serve", help="serve the scheduled landing-folder deployment from this process")
     s.add_argument("--landing", required=True, help="folder where new tweet files arrive")
