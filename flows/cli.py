@@ -149,7 +149,6 @@ def cmd_serve(args) -> int:
         parameters={"landing": str(Path(args.landing).resolve()), "table": str(Path(args.table).resolve()),
                     "config": config.model_dump(mode="json")},
         limit=1,  # one run at a time: two runs must never take the same landing file
-        global_limit=1,
         **schedule,
     )
     return 0

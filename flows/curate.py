@@ -5,7 +5,6 @@ bad data. Finished steps are kept by the pipeline itself (transforms/steps.py), 
 `curate_landing` is what the scheduled deployment runs: it picks up new files from a landing folder and appends them.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
@@ -38,7 +37,7 @@ def _transient(task, task_run, state) -> bool:
 step = task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 
 
-@step(name="ingest")
+@step(name="ingest", task_run_name="ingest")
 def ingest(c: Curation) -> dict:
     result = c.ingest()
     get_run_logger().info("read %d records from %d input file(s), %d rejected", result.records, len(c.files), result.rejected)
@@ -53,12 +52,12 @@ def run_stage(c: Curation, index: int, name: str) -> dict:
     return {k: v for k, v in summary.items() if k != "drops"}
 
 
-@step(name="write-shards")
+@step(name="write-shards", task_run_name="write-shards")
 def write_shards(c: Curation) -> int:
     return len(c.write_shards())
 
 
-@task(name="validate", cache_policy=NO_CACHE)  # a verdict on the data: retrying cannot change it
+@task(name="validate", task_run_name="validate", cache_policy=NO_CACHE)  # a verdict on the data: retrying cannot change it
 def validate(c: Curation):
     try:
         gate = c.validate()
@@ -68,7 +67,7 @@ def validate(c: Curation):
     return gate
 
 
-@step(name="publish")
+@step(name="publish", task_run_name="publish")
 def publish(c: Curation) -> dict:
     report = c.publish()
     get_run_logger().info("published version %s with %d rows", report["version"], report["output_records"])
