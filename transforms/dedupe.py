@@ -38,13 +38,22 @@ def union_edges(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Star edges for one band: every node to the smallest node sharing its key."""
-    order = np.lexsort((nodes, keys))
-    k, n = keys[order], nodes[order]
-    starts = np.ones(len(k), dtype=bool)
-    starts[1:] = k[1:] != k[:-1]
-    center = n[np.maximum.accumulate(np.where(starts, np.arange(len(k)), 0))]
-    member = ~starts
+    """Star edges for one band: every node to the smallest node sharing its key.
+
+    Keys are sorted once (a plain argsort of uint64 is the fast path), and only keys held by two or more nodes go on
+    to the grouping: in a real corpus almost every band key is unique."""
+    order = np.argsort(keys)
+    k = keys[order]
+    same = k[1:] == k[:-1]
+    shared = np.zeros(len(k), dtype=bool)
+    shared[1:] = same
+    shared[:-1] |= same
+    k, n = k[shared], nodes[order[shared]]
+    if not len(k):
+        return n, n
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    center = np.repeat(np.minimum.reduceat(n, starts), np.diff(np.append(starts, len(k))))
+    member = n != center
     return center[member], n[member]
 
 
@@ -67,12 +76,12 @@ def find_representatives(
     parent = np.arange(n, dtype=np.int64)
     if n == 0 or len(rows) == 0:
         return row_of_node[parent[rank]]
-    nodes = rank[np.asarray(rows, dtype=np.int64)]
+    rows = np.asarray(rows, dtype=np.int64)
     bands = np.asarray(bands)
     keys = np.asarray(keys, dtype=np.uint64)
     for band in np.unique(bands):
-        sel = bands == band
-        u, v = _band_edges(nodes[sel], keys[sel])
+        sel = np.flatnonzero(bands == band)  # nodes are looked up per band: no second array as long as `rows`
+        u, v = _band_edges(rank[rows[sel]], keys[sel])
         if verify is not None and len(u):
             ok = np.asarray(verify(row_of_node[u], row_of_node[v]), dtype=bool)
             u, v = u[ok], v[ok]
