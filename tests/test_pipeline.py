@@ -129,3 +129,25 @@ def test_compressed_and_plain_inputs_give_the_same_rows(tmp_path):
     b = pipeline.run([str(gz)], tmp_path / "b", load_config())
     assert a["output_records"] == b["output_records"] == 20
     assert pl.read_delta(str(tmp_path / "a"))["id"].to_list() == pl.read_delta(str(tmp_path / "b"))["id"].to_list()
+
+
+def test_append_dedupes_against_rows_already_published(tmp_path):
+    table = tmp_path / "t"
+    config = load_config(stages=["normalize", "dedupe_exact", "dedupe_minhash"])
+    first = pipeline.run([str(_write_jsonl(tmp_path / "1.jsonl", [
+        _v2(0, "the quick brown fox jumps over the lazy dog near the river bank today"),
+        _v2(1, "completely different words about weather and rain in the city"),
+    ]))], table, config)
+    second = pipeline.run([str(_write_jsonl(tmp_path / "2.jsonl", [
+        _v2(10, "The quick brown fox jumps over the lazy dog near the river bank today!!", created="2023-01-01T00:00:00.000Z"),
+        _v2(11, "completely different words about weather and rain in the city"),
+        _v2(12, "a new tweet that nobody has written before at all"),
+    ]))], table, config)
+    reconcile(second)
+    assert first["output_records"] == 2 and second["output_records"] == 1
+    drops = {d["id"]: (d["stage"], d["dup_of"]) for d in publish.read_log(table, "drops", second["run_id"]).to_pylist()}
+    # Published rows always win, even against an earlier created_at in the new batch.
+    assert drops == {"1011": ("dedupe_exact", "1001"), "1010": ("dedupe_minhash", "1000")}
+    assert sorted(pl.read_delta(str(table))["id"].to_list()) == ["1000", "1001", "1012"]
+    overwrite = pipeline.run([str(tmp_path / "2.jsonl")], table, config, mode="overwrite")
+    assert overwrite["output_records"] == 3  # a new snapshot does not dedupe against the old one

@@ -19,6 +19,7 @@ from typing import Callable, Literal, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 import transforms
 from transforms import publish
@@ -128,12 +129,28 @@ class Curation:
                 f"--max-reject-rate {self.config.max_reject_rate:.1%}; nothing published"
             )
 
+    def history(self, stage) -> tuple[pa.Table | None, list[str]]:
+        """A dedupe stage's state of the rows the table already holds (append runs only), and the runs it covers."""
+        if self.annotate_only or self.mode == "overwrite" or not isinstance(stage, DedupeStage):
+            return None, []
+        folder = publish.sidecar(self.table, "history") / stage.name
+        if not folder.exists() or not publish.table_exists(self.table):
+            return None, []
+        published = {Path(u).parent.name for u in DeltaTable(str(self.table)).file_uris()}
+        files = sorted(f for f in folder.glob("*.parquet") if f.stem in published)
+        if not files:
+            return None, []
+        return pa.concat_tables([pq.read_table(f) for f in files]), [f.stem for f in files]
+
     def run_stage(self, index: int) -> dict:
         stage = self.stages[index]
         models = [fingerprint(str(m)) for m in stage.resources.model_files]  # a retrained model invalidates the step
-        key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), models, code_version())
+        history, history_runs = self.history(stage)
+        key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), models, history_runs,
+                       code_version())
+        extra = {"history": history} if history is not None else {}
         result, reused = self.cache.run(
-            key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only)
+            key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only, **extra)
         )
         self.keys.append(key)
         self.parts = result.parts
@@ -209,6 +226,7 @@ class Curation:
         meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected",
                                        "output_records", "inputs", "stages")}
         meta["run_key"] = run_key
+        self.write_history()
         if "validation" in report:
             meta["validation"] = report["validation"]
         report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
@@ -217,6 +235,20 @@ class Curation:
         self.cache.keep_only(set(self.keys))  # keep this run's steps: a rerun with one setting changed reuses them
         return report
 
+
+    def write_history(self) -> None:
+        """Persist each dedupe stage's state of the rows about to be published (named by run: a version's history
+        is the files of the runs whose shards it holds, so a failed commit leaves nothing that counts)."""
+        for stage in self.stages:
+            if not isinstance(stage, DedupeStage):
+                continue
+            stage.ensure_setup()
+            states = [s for s in (stage.history(pq.read_table(p)) for p in self.parts) if s is not None]
+            if not states:
+                continue
+            path = publish.sidecar(self.table, "history") / stage.name / f"{self.run_id}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.concat_tables(states), path, compression="zstd")
 
     def write_data_card(self, report: dict) -> Path:
         from transforms import loaders, versions

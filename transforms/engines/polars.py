@@ -122,10 +122,13 @@ class PolarsEngine:
         return IngestResult(writer.close(), writer.rows + rejects.rows, rejects.rows, rejects.close())
 
     # -- stages ---------------------------------------------------------------------------------------------------
-    def run_stage(self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool) -> StepResult:
+    def run_stage(
+        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: pa.Table | None = None
+    ) -> StepResult:
+        """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
         stage.ensure_setup()
         if isinstance(stage, DedupeStage):
-            return self._run_dedupe(stage, parts, out_dir, annotate_only)
+            return self._run_dedupe(stage, parts, out_dir, annotate_only, history)
         return self._run_batch(stage, parts, out_dir, annotate_only)
 
     def _finish_table(self, stage, table, reasons, dup_of, annotate_only, writer, drops, counts) -> None:
@@ -151,10 +154,21 @@ class PolarsEngine:
         out = writer.close()
         return StepResult(out, rows_in, writer.rows, counts, drops.close())
 
-    def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
-        # Pass 1: keys and ordering data for every row, part by part.
+    def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
+        # Published rows come first (rows 0..h-1, ranks 0..h-1): a new row never replaces one already published.
+        h = history.num_rows if history is not None else 0
         key_rows, key_bands, key_values, created, ids, payloads = [], [], [], [], [], []
-        pinned, row_offset = [], 0
+        if h:
+            keys = stage.history_keys(history)
+            key_rows.append(keys.column("row").to_numpy())
+            key_bands.append(keys.column("band").to_numpy())
+            key_values.append(keys.column("key").to_numpy())
+            ids.append(history.column("id").cast(pa.uint64()).to_numpy())
+            payload = stage.history_payload(history)
+            if payload is not None:
+                payloads.append(payload)
+        # Pass 1: keys and ordering data for every new row, part by part.
+        pinned, row_offset = [], h
         for table in read_parts(parts):
             table = merge_columns(table, stage.annotate(table))
             pins = stage.pinned(table)
@@ -174,7 +188,8 @@ class PolarsEngine:
                 payloads.append(payload)
             row_offset += table.num_rows
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
-        rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids)
+        new_rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids[h:])
+        rank = np.concatenate([np.arange(h, dtype=np.int64), new_rank + h])
         payload_all = np.concatenate(payloads) if payloads else None
         verify = (lambda a, b: stage.verify(payload_all[a], payload_all[b])) if payload_all is not None else None
         rep = find_representatives(
@@ -191,7 +206,7 @@ class PolarsEngine:
         writer = _PartWriter(out_dir / "parts", self.part_rows)
         drops = _TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
-        row_offset = 0
+        row_offset = h
         for i, table in enumerate(read_parts(parts)):
             n = table.num_rows
             table = merge_columns(table, stage.annotate(table))
@@ -203,7 +218,7 @@ class PolarsEngine:
             self._finish_table(stage, table, reasons, table.column(stage.dup_of_column), annotate_only, writer, drops, counts)
             row_offset += n
         out = writer.close()
-        return StepResult(out, row_offset, writer.rows, counts, drops.close())
+        return StepResult(out, row_offset - h, writer.rows, counts, drops.close())
 
     # -- output ---------------------------------------------------------------------------------------------------
     def write_shards(

@@ -103,6 +103,19 @@ class DedupeStage(Stage):
         """For candidate pairs (payload rows a[i], b[i]) return a boolean mask of the pairs that really are duplicates."""
         return np.ones(len(a), dtype=bool)
 
+    # Incremental dedupe: state kept for published rows, so a later append is deduped against them without
+    # rehashing history. A stage without it returns None from history() and only dedupes within a run.
+    def history(self, table: pa.Table) -> pa.Table | None:
+        """State to persist for these (published) rows: at least `id`; never raw text."""
+        return None
+
+    def history_keys(self, state: pa.Table) -> pa.Table:
+        """keys() for persisted rows (row = position in `state`)."""
+        raise NotImplementedError
+
+    def history_payload(self, state: pa.Table) -> np.ndarray | None:
+        return None
+
 
 def reasons_where(mask, reason: str, num_rows: int) -> pa.Array:
     """A drop-reason column: `reason` where mask is true, null elsewhere (mask None, or null entries, keep the row).

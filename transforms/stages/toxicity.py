@@ -1,0 +1,134 @@
+"""Toxicity scoring with the fastText model this project trains (transforms/training/toxicity.py) and ships in models/.
+
+The model was trained on English TweetEval tweets only, so by default rows that language ID marked as another language
+get a null score instead of a confident guess. `prepare` and `toxic_probability` are the single definition of how
+text reaches the model: training, evaluation and this stage all go through them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+import transforms
+from transforms.stages.base import BatchStage, Resources, StageConfig
+
+MODEL_DIR = Path(transforms.__file__).resolve().parents[1] / "models" / "toxicity"
+DEFAULT_MODEL = MODEL_DIR / "toxicity.ftz"
+METRICS_FILE = "metrics.json"  # written beside the model by training; holds the tuned threshold
+TOXIC_LABEL = "__label__toxic"
+CLEAN_LABEL = "__label__clean"
+DROP_REASON = "toxic"
+
+# Entities that survive when text did not pass through the normalize stage (TweetEval's files keep some).
+_ENTITIES = (["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"], ["&", "<", ">", '"', "'"])
+
+
+def prepare(text: pl.Expr) -> pl.Expr:
+    """Tweet text -> the model's tokens, vectorized.
+
+    Mentions and URLs are masked the way TweetEval already masks mentions, so real handles in production look like
+    the training data. camelCase hashtags are split (#BuildTheWall -> # build the wall), digits collapse to 0,
+    and punctuation and emoji become tokens of their own, because fastText only splits on whitespace.
+    """
+    return (
+        text.str.replace_many(*_ENTITIES)
+        .str.replace_all(r"(?i)\b(?:https?://|www\.)\S+", " http ")
+        .str.replace_all(r"@\w+", " @user ")
+        .str.replace_all(r"#(\w)", "# $1")
+        .str.replace_all(r"(\p{Ll})(\p{Lu})", "$1 $2")
+        .str.to_lowercase()
+        .str.replace_all(r"\d+", "0")
+        .str.replace_all(r"([^\w\s@])", " $1 ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def prepare_series(texts: pl.Series) -> pl.Series:
+    return texts.to_frame("text").select(prepare(pl.col("text"))).to_series()
+
+
+def toxic_probability(model, prepared: list[str]) -> np.ndarray:
+    """P(toxic) per prepared text, float32, from one batched fastText call.
+
+    fastText reports the top label's probability plus 1e-5 (it takes log(p + 1e-5)), hence the clip.
+    """
+    if not prepared:
+        return np.empty(0, dtype=np.float32)
+    labels, probs = model.predict(prepared, k=1)
+    top = np.asarray(probs, dtype=np.float32)[:, 0]
+    is_toxic_label = np.asarray(labels)[:, 0] == TOXIC_LABEL
+    return np.clip(np.where(is_toxic_label, top, 1.0 - top), 0.0, 1.0).astype(np.float32)
+
+
+def tuned_threshold(model_path: Path) -> float:
+    metrics = model_path.parent / METRICS_FILE
+    if not metrics.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} beside {model_path}: set the toxicity stage's `threshold` explicitly")
+    return float(json.loads(metrics.read_text())["threshold"])
+
+
+class ToxicityConfig(StageConfig):
+    model_path: Path = DEFAULT_MODEL
+    # None: the threshold tuned at training time (metrics.json beside the model).
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Rows whose `lang` is set and not in `languages`: "null" leaves them unscored, "score" scores them anyway.
+    non_english: Literal["null", "score"] = "null"
+    languages: tuple[str, ...] = ("en",)
+    # "drop" removes rows flagged toxic; "annotate" only adds the columns.
+    action: Literal["drop", "annotate"] = "drop"
+
+
+class Toxicity(BatchStage):
+    """Adds `toxicity` (P(toxic), float32) and `is_toxic` (toxicity >= threshold); drops toxic rows if configured."""
+
+    name = "toxicity"
+    Config = ToxicityConfig
+    reads = ("text",)  # and `lang`, when language ID ran before
+    writes = (pa.field("toxicity", pa.float32()), pa.field("is_toxic", pa.bool_()))
+
+    config: ToxicityConfig
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(model_files=(str(self.config.model_path),))
+
+    def setup(self) -> None:
+        import fasttext
+
+        path = Path(self.config.model_path)
+        self._model = fasttext.load_model(str(path))
+        self._threshold = self.config.threshold if self.config.threshold is not None else tuned_threshold(path)
+
+    def _scored_rows(self, table: pa.Table) -> pl.Series:
+        frame = pl.from_arrow(table.select([c for c in ("text", "lang") if c in table.column_names]))
+        scored = pl.col("text").is_not_null()
+        if self.config.non_english == "null" and "lang" in frame.columns:
+            scored &= pl.col("lang").is_null() | pl.col("lang").is_in(list(self.config.languages))
+        return frame.select(scored.alias("scored")).to_series()
+
+    def annotate(self, table: pa.Table) -> pa.Table:
+        self.ensure_setup()
+        scored = self._scored_rows(table)
+        texts = pl.from_arrow(table.column("text")).filter(scored)
+        probs = toxic_probability(self._model, prepare_series(texts).to_list())
+        mask = ~scored.to_numpy()
+        values = np.zeros(table.num_rows, dtype=np.float32)
+        values[~mask] = probs
+        toxicity = pa.array(values, mask=mask)
+        is_toxic = pa.array(values >= self._threshold, mask=mask)
+        return pa.table([toxicity, is_toxic], schema=pa.schema(self.writes))
+
+    def drop_reasons(self, table: pa.Table) -> pa.Array:
+        if self.config.action == "annotate":
+            return pa.nulls(table.num_rows, pa.string())
+        flagged = pc.fill_null(table.column("is_toxic"), False)
+        return pc.if_else(flagged, pa.scalar(DROP_REASON), pa.scalar(None, pa.string())).combine_chunks()

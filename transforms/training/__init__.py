@@ -1,0 +1,1 @@
+"""Reproducible training of the models this project ships (one module per model)."""

@@ -1,0 +1,270 @@
+"""Reproducible training of the shipped toxicity model (models/toxicity/) on TweetEval offensive + hate train.
+
+"Toxic" here means offensive (OLID) or hateful (HatEval). The two sets label different things: a hate-set tweet
+labelled 0 may still be offensive, and training on it as clean teaches the model that insults are fine. So hate-set
+negatives that an offensive-only model (trained on offensive train alone) scores as offensive are relabelled toxic
+before the one shipped model is trained ("label completion"; one model, one fastText call per batch).
+
+Protocol; val is read once, at the very end:
+1. Stratified k-fold cross-validation on train over a small hyperparameter grid; the winner has the best mean
+   per-task macro-F1 of its out-of-fold predictions (at the best shared threshold).
+2. The threshold is tuned on the out-of-fold predictions of quantized fold models (what ships is quantized).
+3. The final model is trained on all of train, quantized and saved; per-task macro-F1 on val at that threshold
+   goes to metrics.json beside it.
+
+Determinism: one training thread and a fixed seed. fastText initialises only the first tenth of its input matrix when
+thread < 10 and this build leaves the rest as whatever the allocator returns, so reused heap memory gives different
+models from run to run, or "Encountered NaN". Params therefore keeps that matrix above glibc's largest mmap
+threshold (32 MiB), where every allocation is fresh zeroed pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import fasttext
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from transforms.stages.toxicity import (
+    CLEAN_LABEL,
+    METRICS_FILE,
+    TOXIC_LABEL,
+    prepare_series,
+    toxic_probability,
+)
+
+TASKS = ("offensive", "hate")
+MODEL_FILE = "toxicity.ftz"
+MMAP_FLOOR_BYTES = 32 * 2**20
+RELABEL_AT = 0.5  # P(offensive) from which a hate-set negative counts as toxic
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+class Params(BaseModel):
+    """fastText hyperparameters searched over; the rest are fixed for reproducibility."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dim: int = 25
+    epoch: int = 20
+    lr: float = 0.1
+    word_ngrams: int = 2
+    minn: int = 3
+    maxn: int = 4
+    bucket: int = 2_000_000
+
+    @model_validator(mode="after")
+    def _fresh_input_matrix(self) -> Params:
+        # fastText drops the hash buckets when there are no n-grams, which would shrink the matrix onto the heap.
+        if self.word_ngrams < 2 and self.maxn == 0:
+            raise ValueError("needs word n-grams or char n-grams (see the module docstring: determinism)")
+        if self.bucket * self.dim * 4 <= MMAP_FLOOR_BYTES:
+            raise ValueError(f"bucket * dim * 4 must exceed {MMAP_FLOOR_BYTES} bytes (see the module docstring)")
+        return self
+
+
+class Quantization(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cutoff: int = 100_000  # rows (words + n-gram buckets) kept, by norm
+    dsub: int = 5  # dims per sub-quantizer: fewer codebook lookups per row, so faster prediction
+
+
+# Small dims and char 3-4-grams keep prediction above 50k tweets/s per core; larger ones gained nothing in CV.
+DEFAULT_GRID = (
+    Params(),
+    Params(word_ngrams=3),
+    Params(maxn=5),
+    Params(epoch=40, lr=0.05),
+    Params(epoch=10, lr=0.2),
+    Params(dim=16),
+)
+
+
+def load_split(data_dir: Path, task: str, split: str) -> tuple[pl.Series, np.ndarray]:
+    """TweetEval's one-tweet-per-line text file and its labels (0/1)."""
+    folder = Path(data_dir) / task
+    lines = (folder / f"{split}_text.txt").read_text(encoding="utf-8").split("\n")
+    labels = np.loadtxt(folder / f"{split}_labels.txt", dtype=np.int64, ndmin=1)
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if len(lines) != len(labels):
+        raise ValueError(f"{folder}: {len(lines)} {split} texts but {len(labels)} labels")
+    return pl.Series("text", lines, dtype=pl.String), labels
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold number per row; each fold keeps the class balance."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        fold[rng.permutation(rows)] = np.arange(len(rows)) % k
+    return fold
+
+
+def macro_f1(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Macro-F1 (mean of the F1 of class 1 and of class 0) at each threshold, all at once."""
+    predicted = probs[None, :] >= np.asarray(thresholds, dtype=np.float64)[:, None]
+    truth = labels.astype(bool)[None, :]
+    tp = (predicted & truth).sum(1)
+    fp = (predicted & ~truth).sum(1)
+    fn = (~predicted & truth).sum(1)
+    tn = len(labels) - tp - fp - fn
+    f1_pos = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    f1_neg = 2 * tn / np.maximum(2 * tn + fn + fp, 1)
+    return (f1_pos + f1_neg) / 2
+
+
+def _write_training_file(path: Path, prepared: pl.Series, labels: np.ndarray) -> Path:
+    label = pl.Series(np.where(labels == 1, TOXIC_LABEL, CLEAN_LABEL))
+    lines = pl.DataFrame({"line": label + " " + prepared})
+    lines.write_csv(path, include_header=False, quote_style="never")
+    return path
+
+
+def fit(
+    prepared: pl.Series,
+    labels: np.ndarray,
+    params: Params,
+    seed: int,
+    workdir: Path,
+    quantization: Quantization | None = None,
+):
+    """One fastText model on one thread (deterministic), optionally quantized with retraining."""
+    data = _write_training_file(Path(workdir) / "train.txt", prepared, labels)
+    p = params.model_dump()
+    model = fasttext.train_supervised(
+        input=str(data),
+        dim=p["dim"],
+        epoch=p["epoch"],
+        lr=p["lr"],
+        wordNgrams=p["word_ngrams"],
+        minn=p["minn"],
+        maxn=p["maxn"],
+        bucket=p["bucket"],
+        loss="softmax",
+        minCount=1,
+        thread=1,
+        seed=seed,
+        verbose=0,
+    )
+    if quantization is not None:
+        model.quantize(
+            input=str(data), retrain=True, cutoff=quantization.cutoff, dsub=quantization.dsub, qnorm=True, thread=1
+        )
+    return model
+
+
+class Corpus:
+    """The prepared train texts and labels of both tasks, with their folds."""
+
+    def __init__(self, data_dir: Path, folds: int, seed: int):
+        self.k = folds
+        self.texts, self.labels, self.folds = {}, {}, {}
+        for task in TASKS:
+            texts, labels = load_split(data_dir, task, "train")
+            self.texts[task] = prepare_series(texts)
+            self.labels[task] = labels
+            self.folds[task] = stratified_folds(labels, folds, seed)
+
+    def completed_training_set(self, params: Params, seed: int, workdir: Path, held_fold: int | None):
+        """Both tasks' rows outside `held_fold`, hate negatives relabelled by an offensive-only model."""
+        keep = {t: self.folds[t] != held_fold for t in TASKS}
+        texts = {t: self.texts[t].filter(pl.Series(keep[t])) for t in TASKS}
+        labels = {t: self.labels[t][keep[t]] for t in TASKS}
+        offensive = fit(texts["offensive"], labels["offensive"], params, seed, workdir)
+        seen_offensive = toxic_probability(offensive, texts["hate"].to_list()) >= RELABEL_AT
+        hate_completed = np.maximum(labels["hate"], seen_offensive.astype(np.int64))
+        return (
+            pl.concat([texts["offensive"], texts["hate"]]),
+            np.concatenate([labels["offensive"], hate_completed]),
+            int((hate_completed != labels["hate"]).sum()),
+        )
+
+    def out_of_fold(self, params: Params, seed: int, workdir: Path, quantization: Quantization | None) -> dict:
+        """Per task, P(toxic) for every train row from the model that did not see its fold."""
+        probs = {t: np.zeros(len(self.labels[t]), dtype=np.float32) for t in TASKS}
+        for held in range(self.k):
+            texts, labels, _ = self.completed_training_set(params, seed, workdir, held)
+            model = fit(texts, labels, params, seed, workdir, quantization)
+            for task in TASKS:
+                rows = self.folds[task] == held
+                probs[task][rows] = toxic_probability(model, self.texts[task].filter(pl.Series(rows)).to_list())
+        return probs
+
+
+def best_shared_threshold(labels: dict, probs: dict) -> tuple[float, dict]:
+    """The threshold that maximises the mean of the per-task macro-F1s, and those F1s there."""
+    curves = {t: macro_f1(labels[t], probs[t], THRESHOLDS) for t in labels}
+    best = int(np.argmax(np.mean([curves[t] for t in labels], axis=0)))
+    return float(THRESHOLDS[best]), {t: float(curves[t][best]) for t in labels}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def train_toxicity(
+    data_dir: Path,
+    out_dir: Path,
+    seed: int = 0,
+    grid: tuple[Params, ...] = DEFAULT_GRID,
+    folds: int = 5,
+    quantization: Quantization = Quantization(),
+) -> dict:
+    """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = Corpus(data_dir, folds, seed)
+    with tempfile.TemporaryDirectory() as work:
+        search, params, best = [], grid[0], -1.0
+        for candidate in grid if len(grid) > 1 else ():
+            oof = corpus.out_of_fold(candidate, seed, Path(work), None)
+            threshold, f1 = best_shared_threshold(corpus.labels, oof)
+            search.append({"params": candidate.model_dump(), "threshold": threshold, "cv_macro_f1": f1})
+            if np.mean(list(f1.values())) > best:
+                params, best = candidate, float(np.mean(list(f1.values())))
+        oof = corpus.out_of_fold(params, seed, Path(work), quantization)
+        threshold, cv_f1 = best_shared_threshold(corpus.labels, oof)
+        texts, labels, relabelled = corpus.completed_training_set(params, seed, Path(work), None)
+        model = fit(texts, labels, params, seed, Path(work), quantization)
+        model_path = out_dir / MODEL_FILE
+        model.save_model(str(model_path))
+
+    shipped = fasttext.load_model(str(model_path))
+    val = {}
+    for task in TASKS:
+        texts, labels = load_split(data_dir, task, "val")
+        probs = toxic_probability(shipped, prepare_series(texts).to_list())
+        val[task] = float(macro_f1(labels, probs, np.array([threshold]))[0])
+    metrics = {
+        "model_file": MODEL_FILE,
+        "model_bytes": model_path.stat().st_size,
+        "model_sha256": _sha256(model_path),
+        "threshold": threshold,
+        "val_macro_f1": val,
+        "cv_macro_f1": cv_f1,
+        "params": params.model_dump(),
+        "quantization": quantization.model_dump(),
+        "seed": seed,
+        "folds": folds,
+        "hate_train_relabelled_toxic": relabelled,
+        "train_rows": {t: int(len(corpus.labels[t])) for t in TASKS},
+        "data_sha256": {
+            f"{t}/{s}_{kind}.txt": _sha256(data_dir / t / f"{s}_{kind}.txt")
+            for t in TASKS
+            for s in ("train", "val")
+            for kind in ("text", "labels")
+        },
+        "search": search,
+        "versions": {p: version(p) for p in ("fasttext-numpy2", "polars", "numpy")},
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
