@@ -112,6 +112,7 @@ def test_served_deployment_appends_new_landing_files(tmp_path, prefect_server):
         assert (table / "_delta_log").exists(), "the served deployment never published"
         time.sleep(2)
         _tweets(landing / "drop-2.jsonl", 10, offset=1000)
+        deadline = time.time() + 180
         while time.time() < deadline and pl.read_delta(str(table)).height < 30:
             time.sleep(1)
         assert pl.read_delta(str(table)).height == 30
