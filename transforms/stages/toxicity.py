@@ -21,7 +21,8 @@ import transforms
 from transforms.stages.base import BatchStage, Resources, StageConfig
 
 MODEL_DIR = Path(transforms.__file__).resolve().parents[1] / "models" / "toxicity"
-DEFAULT_MODEL = MODEL_DIR / "toxicity.ftz"
+MODEL_FILE = "toxicity.ftz"
+DEFAULT_MODEL = MODEL_DIR / MODEL_FILE
 METRICS_FILE = "metrics.json"  # written beside the model by training; holds the tuned threshold
 TOXIC_LABEL = "__label__toxic"
 CLEAN_LABEL = "__label__clean"
@@ -35,20 +36,19 @@ def prepare(text: pl.Expr) -> pl.Expr:
     """Tweet text -> the model's tokens, vectorized.
 
     Mentions and URLs are masked the way TweetEval already masks mentions, so real handles in production look like
-    the training data. camelCase hashtags are split (#BuildTheWall -> # build the wall), digits collapse to 0,
-    and punctuation and emoji become tokens of their own, because fastText only splits on whitespace.
+    the training data. camelCase is split (#BuildTheWall -> # build the wall), digits collapse to 0, punctuation
+    and emoji become tokens of their own, because fastText only splits on whitespace. Runs of spaces are left in:
+    fastText skips empty tokens, and newlines (its line end) are gone in the first step.
     """
     return (
-        text.str.replace_many(*_ENTITIES)
+        text.str.replace_all(r"\s+", " ")
+        .str.replace_many(*_ENTITIES)
         .str.replace_all(r"(?i)\b(?:https?://|www\.)\S+", " http ")
         .str.replace_all(r"@\w+", " @user ")
-        .str.replace_all(r"#(\w)", "# $1")
         .str.replace_all(r"(\p{Ll})(\p{Lu})", "$1 $2")
         .str.to_lowercase()
         .str.replace_all(r"\d+", "0")
-        .str.replace_all(r"([^\w\s@])", " $1 ")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
+        .str.replace_all(r"[^\w\s@]", " $0 ")
     )
 
 
@@ -72,7 +72,7 @@ def toxic_probability(model, prepared: list[str]) -> np.ndarray:
 def tuned_threshold(model_path: Path) -> float:
     metrics = model_path.parent / METRICS_FILE
     if not metrics.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} beside {model_path}: set the toxicity stage's `threshold` explicitly")
+        raise FileNotFoundError(f"no {METRICS_FILE} beside {model_path}: set the toxicity stage's `threshold`")
     return float(json.loads(metrics.read_text())["threshold"])
 
 
