@@ -21,7 +21,7 @@ from transforms.training.toxicity import (
 
 METRICS = json.loads((DEFAULT_MODEL.parent / "metrics.json").read_text())
 # What the model card claims on TweetEval val, at the shipped threshold (metrics.json holds the exact figures).
-CLAIMED_VAL_MACRO_F1 = {"offensive": 0.69, "hate": 0.63}
+CLAIMED_VAL_MACRO_F1 = {"offensive": 0.68, "hate": 0.66}
 
 # Hand-written, unmistakable cases for the shipped model.
 INSULTS = [
