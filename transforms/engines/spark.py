@@ -2,10 +2,11 @@
 
 Translation only. Every step is a job of one task per input file or working part (spark_tasks.py: the Python side,
 run through mapInArrow), so parts keep input order and each row's (part, position) is its place in that order,
-exactly as in the polars engine; Spark writes the rows. Dedupe stages group rows with Spark shuffles
-(spark_graph.py): keys exploded per row, star edges per bucket, verification of candidate pairs, connected
-components by large-star/small-star joins, then the verdict joined back part by part. Published shards are written
-by one task each, in order, with the polars engine's writer settings.
+exactly as in the polars engine; tasks write their parts with the polars engine's writer and return counts. Dedupe
+stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, place), the band keys
+are shuffled by bucket into star edges, candidate pairs are verified, connected components come from
+large-star/small-star joins (spark_graph.py), and each row's verdict is joined back part by part. Published shards
+are written by one task each, in order, with the polars engine's writer settings.
 
 Engine options (config `engine_options`): see spark_session.SparkOptions; usually just {"master": ...}.
 Working folders must be visible to the driver and every executor (local disk for local[N] and a standalone cluster
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import re
 import shutil
 from collections import Counter
@@ -32,18 +34,7 @@ from transforms.engines.spark_session import SparkOptions, session
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import DedupeStage, Stage
 
-_SPARK_PART = re.compile(r"part-(\d+)-.*?c(\d+)(?:\.[^.]+)*\.parquet$")
-
-
-def output_schema(schema: pa.Schema, fields: Sequence[pa.Field], annotate_only: bool) -> pa.Schema:
-    """The schema merge_columns (and first_reason, in annotate mode) give a part: replaced in place, new appended."""
-    added = [pa.field(f.name, f.type) for f in fields]
-    if annotate_only:
-        added.append(pa.field("drop_reason", pa.string()))
-    for field in added:
-        index = schema.get_field_index(field.name)
-        schema = schema.set(index, field) if index >= 0 else schema.append(field)
-    return schema
+KEYS_PER_PARTITION = 4_000_000  # band keys per shuffle partition: bounds a Python worker's memory in the star step
 
 
 def plan_shards(measures: Sequence[tuple[int, int]], max_rows: int, max_bytes: int) -> list[list[tuple[int, int, int]]]:
@@ -127,34 +118,27 @@ class SparkEngine:
         return session(self.options)
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
-    def _tasks(self, n: int, task: Callable, schema: pa.Schema):
-        """A DataFrame of `task`'s output over task indexes 0..n-1, one Spark task (and output partition) each."""
+    def _run(self, n: int, task: Callable) -> list[dict]:
+        """Run `task` over task indexes 0..n-1, one Spark task each; their status rows, in task order."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        spark_schema = from_arrow_schema(schema, prefer_timestamp_ntz=False)
-        return self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, spark_schema)
-
-    def _write_parts(self, df, out_dir: Path, schema: pa.Schema) -> list[Path]:
-        """Write `df` with Spark, then name its files part-00000.parquet ... in partition order (= input order)."""
-        staging, folder = out_dir / "_spark", out_dir / "parts"
+        schema = from_arrow_schema(spark_tasks.STATUS_SCHEMA)
         with _worker_errors():
-            df.write.option("maxRecordsPerFile", self.part_rows).parquet(str(staging))
-        found = sorted(
-            (tuple(map(int, m.groups())), p) for p in staging.iterdir() if (m := _SPARK_PART.match(p.name))
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        width = spark_tasks.name_width(len(found))
-        parts = [folder / f"part-{k:0{width}d}.parquet" for k in range(len(found))]
-        for (_, source), target in zip(found, parts):
-            source.rename(target)
-        if not parts:  # Spark wrote no file at all: keep the schema, as the polars engine does
-            parts = [folder / "part-00000.parquet"]
-            pq.write_table(schema.empty_table(), parts[0])
-        shutil.rmtree(staging)
-        return parts
+            rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema).collect()
+        return [json.loads(r["status"]) for r in sorted(rows, key=lambda r: r["task"])]
 
     @staticmethod
-    def _ensure_log(folder: Path, schema: pa.Schema) -> Path:
+    def _parts(statuses: list[dict]) -> list[Path]:
+        """The tasks' parts in order; empty ones are removed unless every part is empty (one keeps the schema)."""
+        files = [Path(f) for s in statuses for f in s["files"]]
+        kept = [f for f in files if pq.read_metadata(f).num_rows] or files[:1]
+        for f in files:
+            if f not in kept:
+                f.unlink()
+        return kept
+
+    @staticmethod
+    def _log(folder: Path, schema: pa.Schema) -> Path:
         """A log folder readable with pq.read_table even when no task wrote to it."""
         if not any(folder.glob("*.parquet")):
             folder.mkdir(parents=True, exist_ok=True)
@@ -166,76 +150,98 @@ class SparkEngine:
         from transforms.readers import expand_inputs
 
         files = expand_inputs(list(inputs))
-        schema = TWEET_SCHEMA.append(pa.field(ORIGINAL_TEXT, pa.string())) if keep_original else TWEET_SCHEMA
-        task = spark_tasks.IngestTask(files, options, str(out_dir), schema, keep_original)
-        parts = self._write_parts(self._tasks(len(files), task, schema), out_dir, schema)
-        stats = spark_tasks.read_stats(out_dir / "_tasks")
-        shutil.rmtree(out_dir / "_tasks", ignore_errors=True)
-        tweets = sum(s["rows_out"] for s in stats)
-        rejected = sum(s["rejected"] for s in stats)
+        task = spark_tasks.IngestTask(files, options, str(out_dir), self.part_rows, keep_original)
+        statuses = self._run(len(files), task)
+        parts = self._parts(statuses)
+        if not parts:  # no input file at all
+            empty = TWEET_SCHEMA.empty_table()
+            parts = [out_dir / "parts" / "part-00000.parquet"]
+            parts[0].parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty, parts[0])
+        tweets = sum(s["rows_out"] for s in statuses)
+        rejected = sum(s["rejected"] for s in statuses)
         self.progress(tweets + rejected)
-        rejects = self._ensure_log(out_dir / "rejects.parquet", REJECT_SCHEMA)
-        return IngestResult(parts, tweets + rejected, rejected, rejects)
+        return IngestResult(parts, tweets + rejected, rejected, self._log(out_dir / "rejects.parquet", REJECT_SCHEMA))
 
     # -- stages -----------------------------------------------------------------------------------------------------
-    def run_stage(self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool) -> StepResult:
+    def run_stage(
+        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: pa.Table | None = None
+    ) -> StepResult:
+        """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
         parts = [str(p) for p in parts]
-        schema = pq.read_schema(parts[0]).remove_metadata()
         if isinstance(stage, DedupeStage):
-            fields = [*stage.writes, pa.field(stage.dup_of_column, pa.string()),
-                      pa.field(stage.cluster_size_column, pa.int64())]
-            schema = output_schema(schema, fields, annotate_only)
-            verdicts = self._group(stage, parts, out_dir / "_work")
-            task = spark_tasks.DedupeTask(stage, parts, str(out_dir), schema, annotate_only, str(verdicts))
+            verdicts = self._group(stage, parts, out_dir / "_work", history)
+            task = spark_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
+                                          str(out_dir / "_work" / "ranked"))
         else:
-            schema = output_schema(schema, stage.writes, annotate_only)
-            task = spark_tasks.BatchTask(stage, parts, str(out_dir), schema, annotate_only)
-        out = self._write_parts(self._tasks(len(parts), task, schema), out_dir, schema)
-        stats = spark_tasks.read_stats(out_dir / "_tasks")
-        shutil.rmtree(out_dir / "_tasks", ignore_errors=True)
+            task = spark_tasks.BatchTask(stage, parts, str(out_dir), self.part_rows, annotate_only)
+        statuses = self._run(len(parts), task)
         shutil.rmtree(out_dir / "_work", ignore_errors=True)
         counts: Counter = Counter()
-        for s in stats:
+        for s in statuses:
             counts.update(s["reasons"])
-        rows_in = sum(s["rows_in"] for s in stats)
+        rows_in = sum(s["rows_in"] for s in statuses)
         self.progress(rows_in)
-        drops = self._ensure_log(out_dir / "drops.parquet", DROP_SCHEMA)
-        return StepResult(out, rows_in, sum(s["rows_out"] for s in stats), counts, drops)
+        drops = self._log(out_dir / "drops.parquet", DROP_SCHEMA)
+        return StepResult(self._parts(statuses), rows_in, sum(s["rows_out"] for s in statuses), counts, drops)
 
-    def _group(self, stage: DedupeStage, parts: list[str], work: Path) -> Path:
-        """Dedupe pass 1 and the grouping: writes each grouped row's verdict under work/verdict/part=<i>."""
+    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
+        """The grouping of a dedupe stage; writes each grouped row's verdict under work/verdict/part=<i>.
+
+        Nodes are ranks: published rows (history) come first in their stored order, so they always win; the new
+        rows follow in preference order (created_at, id, place), numbered by a Spark sort. A rank's low bits hold
+        the row's part (all ones for published rows), so any rank can be routed to its part's files."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
         spark = self.spark
-        sketch_task = spark_tasks.SketchTask(stage, parts, str(work), spark_tasks.SKETCH_SCHEMA, False)
+        h = history.num_rows if history is not None else 0
+        bits = (len(parts) + 1).bit_length()  # part indexes, plus one value for published rows
+        sort_bits = 33 + int(spark.conf.get("spark.sql.shuffle.partitions")).bit_length()  # monotonic id range
+        if max(h, 1).bit_length() + 1 + sort_bits + bits > 63:
+            raise ValueError(f"{len(parts)} parts are too many to rank in 64 bits; raise part_rows")
+        self._run(len(parts), spark_tasks.OrderTask(parts, str(work / "nodes")))
+        part = F.shiftright("row", spark_tasks.POSITION_BITS)
+        rank = F.shiftleft(F.monotonically_increasing_id() + h, bits).bitwiseOR(part)
+        ranked = spark.read.parquet(str(work / "nodes")).orderBy("ts", "idk", "row")
         with _worker_errors():
-            self._tasks(len(parts), sketch_task, spark_tasks.SKETCH_SCHEMA).write.parquet(str(work / "sketch"))
-        described = [s["payload"] for s in spark_tasks.read_stats(work / "_sketch") if "payload" in s]
-        sketch = spark.read.parquet(str(work / "sketch"))
-        keys = sketch.select("row", "ts", "idk", F.explode("keys").alias("k")).select(
-            "row", "ts", "idk", "k.band", "k.key"
-        )
+            ranked.select("row", "idk", rank.alias("rank"), part.alias("part")).write.partitionBy("part").parquet(
+                str(work / "ranked"))
+        history_part = (1 << bits) - 1
+        sketched = self._run(len(parts), spark_tasks.SketchTask(
+            stage, parts, str(work), self.part_rows, False, str(work / "ranked")))
+        ids = spark.read.parquet(str(work / "ranked")).select("rank", "idk")
+        if h:
+            sketched.append(spark_tasks.sketch_history(stage, history, work, bits))
+            ids = ids.unionByName(spark.read.parquet(str(work / "published")))
+        keys = spark.read.parquet(str(work / "keys"))
+        partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
+                         -(-sum(s["keys"] for s in sketched) // KEYS_PER_PARTITION))
         verify = None
+        described = [s["payload"] for s in sketched if "payload" in s]
         if described:
-            payloads = sketch.select("row", "payload")
-            task = spark_tasks.VerifyTask(stage, described[0]["dtype"], described[0]["shape"])
-            edge_schema = from_arrow_schema(spark_tasks.EDGE_SCHEMA)
+            payloads, mask = str(work / "payloads"), history_part
+            attach = spark_tasks.AttachTask(payloads, len(parts), mask)
+            check = spark_tasks.VerifyTask(stage, payloads, len(parts), mask, described[0]["dtype"],
+                                           described[0]["shape"])
+            fan = max(int(spark.conf.get("spark.sql.shuffle.partitions")), len(parts))
 
             def verify(edges):
-                pairs = edges.join(payloads.select(F.col("row").alias("src"), F.col("payload").alias("a")), "src")
-                pairs = pairs.join(payloads.select(F.col("row").alias("dst"), F.col("payload").alias("b")), "dst")
-                return pairs.select("src", "dst", "a", "b").mapInArrow(task, edge_schema)
+                """Each pair meets its payloads where they are stored (one file per part; a rank names its part),
+                instead of every row's payload being shuffled to its pairs."""
+                with_a = edges.repartition(fan, F.col("src").bitwiseAND(mask)).mapInArrow(
+                    attach, from_arrow_schema(spark_tasks.ATTACHED_SCHEMA))
+                checked = with_a.repartition(fan, F.col("dst").bitwiseAND(mask))
+                return checked.mapInArrow(check, from_arrow_schema(spark_tasks.EDGE_SCHEMA))
 
-        verdict = spark_graph.representatives(keys, sketch.select("row", "ts", "idk"), work, verify)
-        verdict = verdict.select(
-            "row",
-            F.when(F.col("row") != F.col("rep_row"), F.col("rep_idk")).alias("rep_idk"),
-            "size",
-            F.shiftright("row", spark_tasks.POSITION_BITS).alias("part"),
-        )
         with _worker_errors():
-            verdict.write.partitionBy("part").parquet(str(work / "verdict"))
+            groups = spark_graph.representatives(keys, work, partitions, verify)
+            verdict = groups.join(ids.select(F.col("rank").alias("rep"), F.col("idk").alias("rep_idk")), "rep").select(
+                "node", F.when(F.col("node") != F.col("rep"), F.col("rep_idk")).alias("rep_idk"), "size",
+                F.col("node").bitwiseAND(history_part).alias("part"),
+            )
+            # Published rows are in the groups only to be matched; the verdicts are for the new rows.
+            verdict.where(F.col("part") != history_part).write.partitionBy("part").parquet(str(work / "verdict"))
         return work / "verdict"
 
     # -- output -----------------------------------------------------------------------------------------------------
@@ -253,13 +259,9 @@ class SparkEngine:
         out_dir.mkdir(parents=True, exist_ok=True)
         parts = [str(p) for p in parts]
         selected = columns(pq.read_schema(parts[0]))
-        measure = spark_tasks.MeasureTask(parts, selected)
-        with _worker_errors():
-            measured = sorted(self._tasks(len(parts), measure, spark_tasks.MEASURE_SCHEMA).collect())
+        measured = self._run(len(parts), spark_tasks.MeasureTask(parts, selected))
         plan = plan_shards([(m["rows"], m["nbytes"]) for m in measured], max_rows, max_bytes)
         paths = [out_dir / name(k) for k in range(len(plan))]
         if plan:
-            task = spark_tasks.ShardTask(plan, parts, selected, [str(p) for p in paths], row_group_rows)
-            with _worker_errors():
-                self._tasks(len(plan), task, spark_tasks.SHARD_SCHEMA).collect()
+            self._run(len(plan), spark_tasks.ShardTask(plan, parts, selected, [str(p) for p in paths], row_group_rows))
         return paths

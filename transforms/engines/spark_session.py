@@ -2,7 +2,7 @@
 names the master (and, if they like, memory, shuffle partitions and any other Spark setting).
 
 One SparkContext lives per process (Spark's rule); a run that names another master stops the current one first.
-Settings that results depend on are fixed here (UTC session time, Arrow transfer, microsecond Parquet timestamps);
+Settings that results depend on are fixed here (UTC session time, Arrow transfer, no speculative task copies);
 tunables come from infra/spark/spark-defaults.conf (used as SPARK_CONF_DIR when none is set) and the options.
 """
 
@@ -26,9 +26,8 @@ EXISTING = "existing"  # use the SparkSession the host process already runs (Dat
 REQUIRED = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.execution.arrow.useLargeVarTypes": "false",
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.parquet.compression.codec": "lz4_raw",  # working parts only; published shards are zstd
+    "spark.sql.parquet.compression.codec": "lz4_raw",  # Spark's own working data (ranks, edges, verdicts)
+    "spark.speculation": "false",  # tasks write their files themselves: one attempt per task at a time
 }
 
 

@@ -1,0 +1,166 @@
+"""polars engine vs Spark engine (local[N]) on the same tweets: the whole pipeline without semantic dedupe.
+
+    .venv/bin/python bench/bench_spark.py [--sizes 1000000 4000000] [--files 8] [--master local[2]]
+                                          [--dir /tmp/tweetmill-bench-spark] [--json results.json]
+
+The corpus is bench/corpus.py's v2 JSONL (10% exact duplicates, 10% near duplicates, 5% retweets, eight
+languages), split into --files files at line boundaries so the Spark engine's one-task-per-file ingest can use
+its cores; both engines read the same files. Each run is its own process; its time is wall-clock from process
+start (imports, and for Spark the JVM start, included) to the published Delta version, and its memory is the peak
+of the summed resident sets of its whole process tree (driver, JVM, Python workers), sampled every 0.2 s. Each
+engine step (ingest, every stage, shards) is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transforms.stages import CATALOGUE, stage_class  # noqa: E402
+
+RUN = """
+import json, shutil, sys, time
+t0 = time.perf_counter()
+from transforms import pipeline
+from transforms.config import load_config
+inputs, table, engine, options, stages = sys.argv[1].split(","), sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5].split(",")
+shutil.rmtree(table, ignore_errors=True)
+config = load_config(stages=stages, engine=engine, engine_options=options, settings={"pii": {"allow_dev_key": True}})
+steps = {}
+make_engine = pipeline.make_engine
+def timed_engine(*args, **kwargs):  # time each engine step; the rest of the run is the pipeline's own work
+    e = make_engine(*args, **kwargs)
+    for name in ("ingest", "run_stage", "write_shards"):
+        def wrap(*a, _f=getattr(e, name), _n=name, **k):
+            t = time.perf_counter(); r = _f(*a, **k)
+            steps[a[0].name if _n == "run_stage" else _n] = time.perf_counter() - t
+            return r
+        setattr(e, name, wrap)
+    return e
+pipeline.make_engine = timed_engine
+startup = 0.0
+if engine == "spark":
+    from transforms.engines.spark_session import SparkOptions, session
+    t = time.perf_counter(); session(SparkOptions(**options)); startup = time.perf_counter() - t
+report = pipeline.run(inputs, table, config)
+print(json.dumps({"seconds": time.perf_counter() - t0, "spark_startup": startup, "rows_in": report["input_records"],
+                  "rows_out": report["output_records"], "steps": steps,
+                  "dropped": {s["name"]: s["input"] - s["output"] for s in report["stages"]}}))
+"""
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == pid and p not in tree]
+        tree.update(children)
+        frontier += children
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def measure(inputs: list[Path], table: Path, engine: str, options: dict, stages: list[str]) -> dict:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", RUN, ",".join(map(str, inputs)), str(table), engine, json.dumps(options),
+            ",".join(stages)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss(proc.pid))
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{engine} run failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return result | {"engine": engine, "wall": time.perf_counter() - started, "peak_rss_gb": peak / 2**30,
+                     "tweets_per_s": result["rows_in"] / result["seconds"]}
+
+
+def corpus(folder: Path, n: int, files: int) -> list[Path]:
+    """bench/corpus.py's v2 corpus of n tweets, split into `files` files at line boundaries (made once, kept)."""
+    from bench.corpus import write_v2_jsonl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = sorted(folder.glob(f"v2-{n}-*.jsonl"))
+    if len(pieces) == files:
+        return pieces
+    whole = folder / f"v2-{n}.jsonl"
+    write_v2_jsonl(whole, n, seed=0)
+    subprocess.run(["split", "-n", f"l/{files}", "-d", "-a", "3", "--additional-suffix=.jsonl", str(whole),
+                    str(folder / f"v2-{n}-")], check=True)
+    whole.unlink()
+    return sorted(folder.glob(f"v2-{n}-*.jsonl"))
+
+
+def available_stages() -> list[str]:
+    """The catalogue's stages that run here (modules import, model files exist), in pipeline order."""
+    names = []
+    for name in CATALOGUE:
+        try:
+            if all(Path(m).is_file() for m in stage_class(name)().resources.model_files):
+                names.append(name)
+        except Exception:
+            continue
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/tweetmill-bench-spark"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    stages = available_stages()
+    print(f"stages: {', '.join(stages)}; cores: {os.cpu_count()}; load average before: {os.getloadavg()}")
+    results = []
+    for n in args.sizes:
+        inputs = corpus(args.dir / "corpus", n, args.files)
+        for engine, options in (("polars", {}), ("spark", {"master": args.master})):
+            r = measure(inputs, args.dir / f"table-{engine}-{n}", engine, options, stages) | {"size": n}
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    print("\n| tweets | engine | seconds | of which Spark start | tweets/s | peak RSS (tree) | rows out |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['size']:,} | {r['engine']} | {r['seconds']:.1f} | {r['spark_startup']:.1f} | "
+              f"{r['tweets_per_s']:,.0f} | {r['peak_rss_gb']:.2f} GB | {r['rows_out']:,} |")
+    print("\nseconds per engine step (the rest of a run: imports, validation gate, history, Delta commit):")
+    for r in results:
+        print(f"  {r['size']:,} {r['engine']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()))
+    for n in args.sizes:
+        pair = {r["engine"]: r for r in results if r["size"] == n}
+        print(f"{n:,} tweets: spark/polars time ratio {pair['spark']['seconds'] / pair['polars']['seconds']:.2f}, "
+              f"same output rows: {pair['spark']['rows_out'] == pair['polars']['rows_out']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

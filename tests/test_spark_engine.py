@@ -1,0 +1,314 @@
+"""The Spark engine gives what the polars engine gives: the same rows, counts and logs, stage by stage and end to end,
+in local mode and on a real standalone cluster; and its distributed grouping equals transforms.dedupe's.
+
+Input: a small demo corpus (transforms/demo.py: seven files in six formats, with rejects, retweets, exact and near
+duplicates, PII). Comparisons report column names and counts only, never values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from transforms import demo, pipeline, publish
+from transforms.config import load_config
+from transforms.dedupe import find_representatives, preference_rank
+from transforms.engines import spark_session
+from transforms.engines.polars import PolarsEngine
+from transforms.engines.spark import plan_shards
+from transforms.stages import CATALOGUE, stage_class
+from transforms.steps import MARKER
+
+REPO = Path(__file__).resolve().parents[1]
+PART_ROWS = 700  # several parts per step, so part order and per-part work are exercised
+LOCAL = {"master": "local[2]", "shuffle_partitions": 4}
+PII_KEY = "spark-engine-test-key-0123456789"
+
+
+def _available(name: str) -> bool:
+    """A stage runs here when its module imports and its model files exist (others are still being built)."""
+    try:
+        cls = stage_class(name)
+        return all(Path(m).is_file() for m in cls().resources.model_files)
+    except Exception:
+        return False
+
+
+STAGES = [name for name in CATALOGUE if _available(name)]
+
+
+def _differences(a: pa.Table, b: pa.Table) -> list[str]:
+    """What differs between two tables, as names and counts (the corpus holds real tweets: no values)."""
+    if a.num_rows != b.num_rows:
+        return [f"rows: {a.num_rows} != {b.num_rows}"]
+    if a.column_names != b.column_names:
+        return [f"columns: {a.column_names} != {b.column_names}"]
+    diffs = [f"type of {f.name}" for f, g in zip(a.schema, b.schema) if (f.type, f.nullable) != (g.type, g.nullable)]
+    return diffs + [name for name in a.column_names if not a.column(name).equals(b.column(name))]
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([(name, "ascending") for name in table.column_names])
+
+
+def _read_folder_or_file(path) -> pa.Table:
+    return pq.read_table(path).replace_schema_metadata(None)
+
+
+def _parts(paths) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p).replace_schema_metadata(None) for p in paths])
+
+
+def _shards(table: Path) -> pa.Table:
+    return _parts(sorted((table / "data").rglob("*.parquet")))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spark-corpus")
+    manifest = demo.write_demo_corpus(root / "raw", n_tweets=2000)
+    return root / "raw", manifest
+
+
+@pytest.fixture(scope="module")
+def spark_local():
+    """One local[2] SparkContext for the module (the engine reuses it while the master stays the same)."""
+    yield LOCAL
+    spark_session.stop()
+
+
+@pytest.fixture
+def pii_key(monkeypatch):
+    monkeypatch.setenv("TWEETMILL_PII_KEY", PII_KEY)
+
+
+def _config(engine: str, options: dict, manifest: dict, stages=STAGES):
+    return load_config(stages=list(stages), engine=engine, engine_options=options, part_rows=PART_ROWS,
+                       readers={"csv_columns": manifest["csv_columns"]})
+
+
+@pytest.fixture(scope="module")
+def polars_run(corpus, tmp_path_factory):
+    raw, manifest = corpus
+    table = tmp_path_factory.mktemp("polars") / "table"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TWEETMILL_PII_KEY", PII_KEY)
+    try:
+        report = pipeline.run([str(raw)], table, _config("polars", {}, manifest))
+    finally:
+        mp.undo()
+    return table, report
+
+
+def _steps(table: Path) -> dict[str, dict]:
+    """Each kept step of a run's cache: its marker (parts, counts, logs), by step key."""
+    cache = publish.sidecar(table, "cache")
+    return {d.name: json.loads((d / MARKER).read_text()) for d in cache.iterdir() if (d / MARKER).exists()}
+
+
+def _assert_same_run(reference: tuple[Path, dict], table: Path, report: dict) -> None:
+    ref_table, ref = reference
+    assert report["engine"] == "spark" and ref["engine"] == "polars"
+    for key in ("input_records", "rejected", "output_records", "stages", "shards"):
+        assert report[key] == ref[key], key
+    assert _differences(_shards(ref_table), _shards(table)) == []
+    for log in ("rejects", "drops"):  # Delta appends do not keep row order: compare the logs sorted
+        ours, theirs = publish.read_log(table, log, report["run_id"]), publish.read_log(ref_table, log, ref["run_id"])
+        assert ours.num_rows > 0
+        assert _differences(_sorted(theirs.drop_columns(["run_id"])), _sorted(ours.drop_columns(["run_id"]))) == [], log
+
+
+@pytest.mark.slow
+def test_pipeline_run_equals_polars_stage_by_stage(corpus, polars_run, spark_local, pii_key, tmp_path):
+    """Every stage available here, end to end through transforms.pipeline.run with engine "spark"."""
+    raw, manifest = corpus
+    table = tmp_path / "table"
+    report = pipeline.run([str(raw)], table, _config("spark", spark_local, manifest))
+    _assert_same_run(polars_run, table, report)
+    assert [s["name"] for s in report["stages"]] == STAGES
+    assert sum(s["dropped"] for s in report["stages"]) > 0 and report["rejected"] > 0  # the corpus exercises both
+
+    # Each step's working output (the step cache keeps every step of the run), compared step by step.
+    ours, theirs = _steps(table), _steps(polars_run[0])
+    assert sorted(ours) == sorted(theirs) and len(ours) == len(STAGES) + 1
+    for key, mine in ours.items():
+        ref = theirs[key]
+        name = ref.get("kind")
+        assert _differences(_parts(ref["parts"]), _parts(mine["parts"])) == [], (name, key)
+        for counted in ("records", "rejected", "rows_in", "rows_out", "drop_reasons"):
+            assert mine.get(counted) == ref.get(counted), (name, counted)
+        for log in ("drops", "rejects"):
+            if ref.get(log):
+                assert _differences(_read_folder_or_file(ref[log]), _read_folder_or_file(mine[log])) == [], log
+
+
+@pytest.mark.slow
+def test_annotate_equals_polars(corpus, spark_local, pii_key, tmp_path):
+    raw, manifest = corpus
+    outputs = {}
+    for engine, options in (("polars", {}), ("spark", spark_local)):
+        outputs[engine] = tmp_path / f"{engine}.parquet"
+        summary = pipeline.annotate([str(raw)], outputs[engine], _config(engine, options, manifest))
+        outputs[engine + "_summary"] = summary
+    assert outputs["spark_summary"] == outputs["polars_summary"]
+    ref, ours = pq.read_table(outputs["polars"]), pq.read_table(outputs["spark"])
+    assert _differences(ref, ours) == []
+    assert ours.column("drop_reason").null_count < ours.num_rows  # something was tagged, nothing dropped
+
+
+@pytest.mark.slow
+def test_worker_errors_reach_the_caller_as_themselves(corpus, spark_local, tmp_path):
+    """A stage failing inside a Spark worker raises its own exception type on the driver (the CLI relies on it)."""
+    from transforms.engines.spark import SparkEngine
+    from transforms.readers import ReaderOptions
+
+    if "pii" not in STAGES:
+        pytest.skip("the pii stage is not available here")
+    raw, manifest = corpus
+    engine = SparkEngine(part_rows=PART_ROWS, **spark_local)
+    ingested = engine.ingest([str(raw / "v2_pages.jsonl")], ReaderOptions(), tmp_path / "ingest", False)
+    pii = stage_class("pii")
+    stage = pii(pii.Config(pseudonym_key_env="TWEETMILL_TEST_KEY_NOBODY_SET"))
+    missing = importlib.import_module(stage_class("pii").__module__).MissingKey
+    with pytest.raises(missing, match="TWEETMILL_TEST_KEY_NOBODY_SET"):
+        engine.run_stage(stage, ingested.parts, tmp_path / "pii", False)
+
+
+@pytest.mark.slow
+def test_append_dedupes_against_published_rows_like_polars(corpus, spark_local, tmp_path):
+    """An append run is deduped against the rows the table already holds (history), the same way on both engines."""
+    raw, manifest = corpus
+    first, second = [str(raw / "v2_pages.jsonl"), str(raw / "v1_timeline.json")], [str(raw / "v2_flat.jsonl.zst")]
+    stages = [s for s in ("normalize", "dedupe_exact", "dedupe_minhash") if s in STAGES]
+    tables = {}
+    for engine, options in (("polars", {}), ("spark", spark_local)):
+        config = _config(engine, options, manifest, stages)
+        tables[engine] = tmp_path / engine
+        pipeline.run(first, tables[engine], config)
+        tables[engine + "_report"] = pipeline.run(first + second, tables[engine], config)
+    ref, ours = tables["polars_report"], tables["spark_report"]
+    for key in ("input_records", "output_records", "stages"):
+        assert ours[key] == ref[key], key
+    assert ours["output_records"] < ours["input_records"] - ours["rejected"] - ref["stages"][0]["dropped"]
+    assert _differences(_shards(tables["polars"]), _shards(tables["spark"])) == []
+    drops = [_sorted(publish.read_log(tables[e], "drops", tables[e + "_report"]["run_id"]).drop_columns(["run_id"]))
+             for e in ("polars", "spark")]
+    assert _differences(*drops) == []
+
+
+def _graph(seed: int):
+    """Rows joined through chains (many rounds), a big star, and overlapping random keys in four bands;
+    created_at and ids repeat, so ties fall back to input position."""
+    rng = np.random.default_rng(seed)
+    rows, bands, keys = [], [], []
+    for i in range(59):  # chain 0-1-2-...-59, one bucket per link
+        rows += [i, i + 1]
+        bands += [0, 0]
+        keys += [1000 + i, 1000 + i]
+    rows += list(range(60, 100))  # one star
+    bands += [1] * 40
+    keys += [5000] * 40
+    for band in range(4):  # rows 100..379 overlap at random; 380..399 have no keys
+        rows += list(range(100, 380))
+        bands += [band] * 280
+        keys += list(rng.integers(0, 70, 280) + 10_000 * (band + 2))
+    n = 400
+    ts = rng.integers(0, 40, n)
+    idk = rng.integers(0, 25, n)
+    return np.array(rows), np.array(bands, dtype=np.int32), np.array(keys, dtype=np.int64), ts, idk, n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verified", [False, True])
+def test_grouping_equals_find_representatives(spark_local, tmp_path, verified):
+    from pyspark.sql import functions as F
+
+    from transforms.engines import spark_graph
+
+    spark = spark_session.session(spark_session.SparkOptions(**spark_local))
+    rows, bands, keys, ts, idk, n = _graph(seed=3)
+    rank = preference_rank(ts.astype(np.int64), idk.astype(np.uint64))  # Spark labels rows by this rank
+    check = lambda a, b: (a + 2 * b) % 5 != 0  # noqa: E731 - the same rule on both sides, over ranks
+    verify = (lambda a, b: check(rank[a], rank[b])) if verified else None
+    expected = find_representatives(rows, bands, keys, rank, verify)
+
+    key_df = spark.createDataFrame(pa.table({"rank": rank[rows], "band": bands, "key": keys}))
+    spark_verify = (lambda edges: edges.where(check(F.col("src"), F.col("dst")))) if verified else None
+    groups = spark_graph.representatives(key_df, tmp_path / "work", 3, spark_verify).toArrow()
+
+    rep_of_rank = np.arange(n)
+    rep_of_rank[groups.column("node").to_numpy()] = groups.column("rep").to_numpy()
+    assert np.array_equal(rep_of_rank[rank], rank[expected])
+    sizes = np.bincount(expected, minlength=n)[expected]
+    row_of_rank = np.argsort(rank)
+    listed = row_of_rank[groups.column("node").to_numpy()]
+    assert np.array_equal(groups.column("size").to_numpy(), sizes[listed])
+    assert set(listed) == set(np.flatnonzero(sizes > 1))  # every row of a group of two or more, and no other
+    assert (expected[:60] == expected[0]).all() == (not verified)  # the chain is one group unless verify cut it
+
+
+def test_shard_plan_matches_the_polars_writer(tmp_path):
+    """Shard boundaries follow the polars engine's bounds (rows, and estimated bytes per part)."""
+    table = pa.table({"id": [str(i) for i in range(1000)], "text": ["x" * (i % 50) for i in range(1000)]})
+    parts = []
+    for k, (start, length) in enumerate([(0, 300), (300, 450), (750, 250)]):
+        parts.append(tmp_path / f"p{k}.parquet")
+        pq.write_table(table.slice(start, length), parts[-1])
+    measures = [(pq.read_table(p).num_rows, pq.read_table(p).nbytes) for p in parts]
+    for max_rows, max_bytes in ((400, 1 << 30), (10_000, 9_000), (260, 12_000)):
+        shards = PolarsEngine().write_shards(parts, tmp_path / f"s{max_rows}", lambda i: f"{i}.parquet",
+                                             lambda s: s.names, max_rows, max_bytes, 100)
+        plan = plan_shards(measures, max_rows, max_bytes)
+        assert [sum(length for _, _, length in shard) for shard in plan] == [
+            pq.read_metadata(s).num_rows for s in shards
+        ]
+
+
+def test_code_archive_imports_on_its_own(tmp_path):
+    """What ship_code hands executors: the transforms package, importable from the zip alone."""
+    archive = spark_session.code_archive()
+    probe = "import sys; sys.path.insert(0, sys.argv[1]); import transforms.engines.spark_tasks as t; print(t.__file__)"
+    out = subprocess.run([sys.executable, "-c", probe, str(archive)], capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
+    assert out.stdout.strip().startswith(str(archive))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp_path):
+    """The same run submitted to a real standalone cluster (master + 1 worker on 127.0.0.1) started for the test."""
+    raw, manifest = corpus
+    env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
+           "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "2",
+           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable}
+    started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
+                             timeout=300)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        master = started.stdout.strip().splitlines()[-1]
+        assert master == f"spark://127.0.0.1:{env['SPARK_MASTER_PORT']}"
+        table = tmp_path / "table"
+        options = {"master": master, "shuffle_partitions": 4, "executor_memory": "1g"}
+        report = pipeline.run([str(raw)], table, _config("spark", options, manifest))
+        _assert_same_run(polars_run, table, report)
+        apps = list((tmp_path / "cluster" / "work-1").iterdir())
+        assert len(apps) == 1 and apps[0].name.startswith("app-")  # the work ran on the cluster's worker
+    finally:
+        spark_session.stop()
+        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+    assert not list((tmp_path / "cluster").glob("*.pid"))
