@@ -77,3 +77,11 @@ def test_annotate_writes_parquet(tmp_path):
     assert res.returncode == 0, res.stderr
     df = pl.read_parquet(tmp_path / "a.parquet")
     assert df.height == 6 and {"id", "text", "dup_of", "drop_reason"} <= set(df.columns)
+
+
+def test_relative_table_path_runs_and_validates(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 8)
+    res = tweetmill("run", str(src), "--output", "rel-table", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-1500:]
+    res = tweetmill("validate", "rel-table", cwd=tmp_path)
+    assert res.returncode == 0 and "passed" in res.stdout, res.stdout[-1500:]

@@ -92,7 +92,7 @@ class Curation:
         annotate_only: bool = False,
         cache_root: Path | None = None,
     ):
-        self.table = Path(table)
+        self.table = Path(table).absolute()
         self.config, self.mode, self.annotate_only = config, mode, annotate_only
         self.run_id = run_id or new_run_id()
         self.files = expand_inputs(inputs)
