@@ -1,5 +1,6 @@
 import hashlib
 import json
+import pickle
 
 import numpy as np
 import polars as pl
@@ -129,12 +130,21 @@ def test_drop_reasons_follow_is_toxic_and_action():
     assert _stage(action="annotate").drop_reasons(annotated).null_count == table.num_rows
 
 
+def test_pickled_stage_reloads_its_model_and_scores_alike():
+    stage = _stage(threshold=0.4)
+    clone = pickle.loads(pickle.dumps(stage))
+    assert clone.config == stage.config
+    assert _scores(clone, INSULTS + BENIGN) == _scores(stage, INSULTS + BENIGN)
+
+
 def test_chunked_and_empty_tables():
     stage = _stage()
     whole = stage.annotate(_table(INSULTS + BENIGN))
     chunked = pa.Table.from_batches(_table(INSULTS + BENIGN).to_batches(max_chunksize=3))
     assert chunked.column("text").num_chunks > 1
     assert stage.annotate(chunked).equals(whole)
+    blank, _ = _scores(stage, ["", "   ", "\n", "😀"])
+    assert all(0 <= s <= 1 for s in blank)
     empty = stage.annotate(_table([]))
     assert empty.num_rows == 0 and empty.schema.equals(pa.schema(Toxicity.writes))
 

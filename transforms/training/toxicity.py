@@ -119,8 +119,11 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def macro_f1(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Macro-F1 (mean of the F1 of class 1 and of class 0) at each threshold, all at once."""
-    predicted = probs[None, :] >= np.asarray(thresholds, dtype=np.float64)[:, None]
+    """Macro-F1 (mean of the F1 of class 1 and of class 0) at each threshold, all at once.
+
+    Thresholds are compared in the scores' own dtype, as the stage compares its float32 scores.
+    """
+    predicted = probs[None, :] >= np.asarray(thresholds).astype(probs.dtype)[:, None]
     truth = labels.astype(bool)[None, :]
     tp = (predicted & truth).sum(1)
     fp = (predicted & ~truth).sum(1)
@@ -344,8 +347,8 @@ targets and period), so expect far lower hate figures on new data than on val. O
 task's figure is a little below that of a model trained for that task alone: offensive-but-not-hateful tweets are
 toxic here but negatives in HatEval.
 
-Scores rank tweets but are not calibrated probabilities (quantization shifts them), so use the tuned threshold, or
-re-tune the stage's `threshold` on labelled data of your own.
+Scores rank tweets but are not calibrated probabilities: quantization shifts them, and short or formulaic tweets
+often get exactly 0 or 1. Use the tuned threshold, or re-tune the stage's `threshold` on labelled data of your own.
 
 ## Limitations
 - English only. The stage leaves rows that language ID marks as another language unscored (null) by default.
