@@ -29,13 +29,13 @@ def _tweets(path: Path, n: int, offset: int = 0, distinct: int | None = None) ->
     return path
 
 
-async def _flow_run_details(url: str, run_name_contains: str | None = None):
+async def _flow_run_details(url: str, table: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId, TaskRunFilter
 
     async with get_client() as client:
         runs = await client.read_flow_runs()
-        run = [r for r in runs if r.state and r.state.is_completed()][0]
+        run = [r for r in runs if r.state and r.state.is_completed() and r.parameters.get("table") == table][0]
         tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tweetmill-funnel"])),
@@ -52,7 +52,7 @@ def test_cli_run_goes_through_the_flow_with_artifacts(tmp_path, prefect_server):
     report = json.loads((tmp_path / "r.json").read_text())
     os.environ["PREFECT_API_URL"] = prefect_server["url"]
     try:
-        run, tasks, artifacts = asyncio.run(_flow_run_details(prefect_server["url"]))
+        run, tasks, artifacts = asyncio.run(_flow_run_details(prefect_server["url"], str(tmp_path / "t")))
     finally:
         os.environ.pop("PREFECT_API_URL")
     assert run.state.is_completed()
