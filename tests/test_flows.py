@@ -12,6 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from transforms import publish
+
 BIN = Path(sys.executable).parent / "tweetmill"
 pytestmark = pytest.mark.slow
 
@@ -24,7 +26,7 @@ def _tweets(path: Path, n: int, offset: int = 0, distinct: int | None = None) ->
     distinct = distinct or n
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": str(offset + i + 1), "text": f"tweet {(offset + i) % distinct} about things",
+            f.write(json.dumps({"id": str(offset + i + 1), "text": f"tweet {offset + i % distinct} about things",
                                 "created_at": "2024-05-01T10:00:00Z", "author_id": "7"}) + "\n")
     return path
 
@@ -100,22 +102,29 @@ def test_killed_run_resumes_without_recomputing(tmp_path, prefect_server):
 def test_served_deployment_appends_new_landing_files(tmp_path, prefect_server):
     landing, table = tmp_path / "landing", tmp_path / "t"
     landing.mkdir()
+    log = open(tmp_path / "serve.log", "w")
     serve = subprocess.Popen(
         [str(BIN), "serve", "--landing", str(landing), "--table", str(table), "--interval", "3"],
-        env=_env(prefect_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=_env(prefect_server), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+    def rows() -> int:
+        return pl.read_delta(str(table)).height if (table / "_delta_log").exists() else 0
+
+    def wait_for(n: int) -> None:
+        deadline = time.time() + 300
+        while rows() < n and time.time() < deadline and serve.poll() is None:
+            time.sleep(1)
+        tail = (tmp_path / "serve.log").read_text(errors="replace")[-3000:]  # synthetic tweets only
+        assert rows() == n, f"the served deployment did not publish {n} rows; its log ends:\n{tail}"
+
     try:
         _tweets(landing / "drop-1.jsonl", 20)
-        deadline = time.time() + 180
-        while not (table / "_delta_log").exists() and time.time() < deadline:
-            time.sleep(1)
-        assert (table / "_delta_log").exists(), "the served deployment never published"
-        time.sleep(2)
+        wait_for(20)
         _tweets(landing / "drop-2.jsonl", 10, offset=1000)
-        deadline = time.time() + 180
-        while time.time() < deadline and pl.read_delta(str(table)).height < 30:
-            time.sleep(1)
-        assert pl.read_delta(str(table)).height == 30
+        wait_for(30)
+        assert len(publish.versions(table)) == 2
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
-        serve.wait(timeout=30)
+        serve.wait(timeout=60)
+        log.close()
