@@ -20,13 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import tweets, write_parts
 from transforms import demo, pipeline, publish
 from transforms.config import load_config
 from transforms.dedupe import find_representatives, preference_rank
 from transforms.engines import spark_session
 from transforms.engines.polars import PolarsEngine
-from transforms.engines.spark import plan_shards
+from transforms.engines.spark import SparkEngine, plan_shards
+from transforms.readers import ReaderOptions
 from transforms.stages import CATALOGUE, stage_class
+from transforms.stages.normalize import Normalize
 from transforms.steps import MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,9 +172,6 @@ def test_annotate_equals_polars(corpus, spark_local, pii_key, tmp_path):
 @pytest.mark.slow
 def test_worker_errors_reach_the_caller_as_themselves(corpus, spark_local, tmp_path):
     """A stage failing inside a Spark worker raises its own exception type on the driver (the CLI relies on it)."""
-    from transforms.engines.spark import SparkEngine
-    from transforms.readers import ReaderOptions
-
     if "pii" not in STAGES:
         pytest.skip("the pii stage is not available here")
     raw, manifest = corpus
@@ -204,6 +204,28 @@ def test_append_dedupes_against_published_rows_like_polars(corpus, spark_local, 
     drops = [_sorted(publish.read_log(tables[e], "drops", tables[e + "_report"]["run_id"]).drop_columns(["run_id"]))
              for e in ("polars", "spark")]
     assert _differences(*drops) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dedupe_exact", "dedupe_minhash"])
+def test_dedupe_tie_breaks_match_polars(spark_local, tmp_path, name):
+    """Duplicates that tie on created_at (or lack it) and on id, spread over parts: the same row is kept."""
+    if name not in STAGES:
+        pytest.skip(f"the {name} stage is not available here")
+    rng = np.random.default_rng(5)
+    texts = ["the same words again and again in one tweet", "another tweet that is written twice or more",
+             "a third sentence shared by several rows here", "only one row says this and nobody else at all"]
+    rows = [{"id": str(int(rng.integers(1, 9)) * 1000 + int(rng.integers(0, 3))), "text": texts[int(rng.integers(0, 4))],
+             "created_at": [None, 100, 200][int(rng.integers(0, 3))], "source_line": i + 1} for i in range(90)]
+    normalized = PolarsEngine(part_rows=30).run_stage(
+        Normalize(), write_parts(tweets(rows), tmp_path / "in", 30), tmp_path / "normalized", False).parts
+    results = {}
+    for engine in (PolarsEngine(part_rows=30), SparkEngine(part_rows=30, **spark_local)):
+        result = engine.run_stage(stage_class(name)(), normalized, tmp_path / engine.name, False)
+        results[engine.name] = (_parts(result.parts), _read_folder_or_file(result.drops), result.drop_reasons)
+    (ref_rows, ref_drops, ref_counts), (rows_, drops, counts) = results["polars"], results["spark"]
+    assert counts == ref_counts and sum(counts.values()) > 50
+    assert _differences(ref_rows, rows_) == [] and _differences(ref_drops, drops) == []
 
 
 def _graph(seed: int):
@@ -276,7 +298,7 @@ def test_shard_plan_matches_the_polars_writer(tmp_path):
 
 def test_code_archive_imports_on_its_own(tmp_path):
     """What ship_code hands executors: the transforms package, importable from the zip alone."""
-    archive = spark_session.code_archive()
+    archive = spark_session.code_archive(tmp_path)
     probe = "import sys; sys.path.insert(0, sys.argv[1]); import transforms.engines.spark_tasks as t; print(t.__file__)"
     out = subprocess.run([sys.executable, "-c", probe, str(archive)], capture_output=True, text=True, check=True,
                          cwd=tmp_path)

@@ -196,10 +196,12 @@ class SparkEngine:
 
         spark = self.spark
         h = history.num_rows if history is not None else 0
+        shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
         bits = (len(parts) + 1).bit_length()  # part indexes, plus one value for published rows
-        sort_bits = 33 + int(spark.conf.get("spark.sql.shuffle.partitions")).bit_length()  # monotonic id range
-        if max(h, 1).bit_length() + 1 + sort_bits + bits > 63:
-            raise ValueError(f"{len(parts)} parts are too many to rank in 64 bits; raise part_rows")
+        sort_bits = 33 + shuffle_partitions.bit_length()  # monotonically_increasing_id: partition << 33 | row
+        if max(sort_bits, h.bit_length()) + 1 + bits > 63:
+            raise ValueError(f"{len(parts)} parts and {shuffle_partitions} shuffle partitions are too many to rank "
+                             "in 64 bits; raise part_rows or lower shuffle_partitions")
         self._run(len(parts), spark_tasks.OrderTask(parts, str(work / "nodes")))
         part = F.shiftright("row", spark_tasks.POSITION_BITS)
         rank = F.shiftleft(F.monotonically_increasing_id() + h, bits).bitwiseOR(part)
@@ -215,8 +217,7 @@ class SparkEngine:
             sketched.append(spark_tasks.sketch_history(stage, history, work, bits))
             ids = ids.unionByName(spark.read.parquet(str(work / "published")))
         keys = spark.read.parquet(str(work / "keys"))
-        partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")),
-                         -(-sum(s["keys"] for s in sketched) // KEYS_PER_PARTITION))
+        partitions = max(shuffle_partitions, -(-sum(s["keys"] for s in sketched) // KEYS_PER_PARTITION))
         verify = None
         described = [s["payload"] for s in sketched if "payload" in s]
         if described:
@@ -224,7 +225,7 @@ class SparkEngine:
             attach = spark_tasks.AttachTask(payloads, len(parts), mask)
             check = spark_tasks.VerifyTask(stage, payloads, len(parts), mask, described[0]["dtype"],
                                            described[0]["shape"])
-            fan = max(int(spark.conf.get("spark.sql.shuffle.partitions")), len(parts))
+            fan = max(shuffle_partitions, len(parts))
 
             def verify(edges):
                 """Each pair meets its payloads where they are stored (one file per part; a rank names its part),

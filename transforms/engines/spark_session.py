@@ -14,6 +14,7 @@ import tempfile
 import weakref
 import zipfile
 from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 import transforms
@@ -39,7 +40,7 @@ class SparkOptions(BaseModel):
     master: str = "local[*]"  # local[N], spark://host:port, yarn, k8s://https://..., or "existing"
     executor_memory: str | None = None  # e.g. "4g"; in local mode the one JVM's heap
     shuffle_partitions: int | None = Field(None, gt=0)
-    conf: dict[str, str] = Field(default_factory=dict)  # any other Spark setting, e.g. spark.executor.cores
+    conf: dict[str, str | bool | int | float] = Field(default_factory=dict)  # any other Spark setting
     # Zip the `transforms` package and add it to every executor's path. Default: for masters on other hosts;
     # executors on this host use this very venv (and model files found relative to the package).
     ship_code: bool | None = None
@@ -77,15 +78,15 @@ def _settings(options: SparkOptions) -> dict[str, str]:
     if options.on_this_host:
         settings["spark.driver.host"] = "127.0.0.1"
         settings["spark.driver.bindAddress"] = "127.0.0.1"
-    settings.update(options.conf)
+    settings.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.conf.items()})
     settings.update(REQUIRED)
     return settings
 
 
-def code_archive() -> Path:
-    """The running `transforms` package as a zip for executors (source and package data, no bytecode)."""
+def code_archive(folder: Path) -> Path:
+    """The running `transforms` package as folder/transforms.zip, for executors (source and data, no bytecode)."""
     root = Path(transforms.__file__).resolve().parent
-    path = Path(tempfile.mkdtemp(prefix="tweetmill-code-")) / "transforms.zip"
+    path = folder / "transforms.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(root.rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
@@ -122,7 +123,7 @@ def session(options: SparkOptions):
     sc = spark.sparkContext
     ship = options.ship_code if options.ship_code is not None else not options.on_this_host
     if ship and sc not in _shipped:
-        sc.addPyFile(str(code_archive()))
+        sc.addPyFile(str(code_archive(Path(tempfile.mkdtemp(prefix="tweetmill-code-")))))
         _shipped.add(sc)
     for name, value in os.environ.items():
         if name.startswith("TWEETMILL_") or name in options.forward_env:

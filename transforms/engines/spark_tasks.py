@@ -86,10 +86,12 @@ def replace_file(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_table(path: Path, table: pa.Table, schema: pa.Schema | None = None) -> None:
-    if schema is not None:
-        table = table.select(schema.names).cast(schema)
-    replace_file(path, lambda p: pq.write_table(table, p, compression="zstd"))
+def write_table(path: Path, table: pa.Table, log_schema: pa.Schema | None = None) -> None:
+    """Working data as lz4 (fast, read once more); logs, which get published, as zstd in their fixed schema."""
+    if log_schema is not None:
+        table = table.select(log_schema.names).cast(log_schema)
+    compression = "zstd" if log_schema is not None else "lz4"
+    replace_file(path, lambda p: pq.write_table(table, p, compression=compression))
 
 
 def reason_counts(reasons: pa.Array) -> dict[str, int]:
