@@ -270,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     from transforms.config import ConfigError
     from transforms.pipeline import GateFailed, RejectRateExceeded
     from transforms.publish import PublishError
-    from transforms.readers import InputError
 
     try:
         return args.func(args)

@@ -37,7 +37,7 @@ def union_edges(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return parent
 
 
-def _band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Star edges for one band: every node to the smallest node sharing its key.
 
     Keys are sorted once (a plain argsort of uint64 is the fast path), and only keys held by two or more nodes go on
@@ -81,7 +81,7 @@ def find_representatives(
     keys = np.asarray(keys, dtype=np.uint64)
     for band in np.unique(bands):
         sel = np.flatnonzero(bands == band)  # nodes are looked up per band: no second array as long as `rows`
-        u, v = _band_edges(rank[rows[sel]], keys[sel])
+        u, v = band_edges(rank[rows[sel]], keys[sel])
         if verify is not None and len(u):
             ok = np.asarray(verify(row_of_node[u], row_of_node[v]), dtype=bool)
             u, v = u[ok], v[ok]

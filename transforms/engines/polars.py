@@ -39,7 +39,7 @@ def read_parts(parts: Sequence[Path]) -> Iterator[pa.Table]:
         yield pq.read_table(part)
 
 
-class _PartWriter:
+class PartWriter:
     """Writes tables into numbered Parquet parts of about `part_rows` rows."""
 
     def __init__(self, out_dir: Path, part_rows: int):
@@ -77,7 +77,7 @@ class _PartWriter:
         return self.parts
 
 
-class _TableLog:
+class TableLog:
     """Appends rows of a fixed schema to one Parquet file, streaming."""
 
     def __init__(self, path: Path, schema: pa.Schema):
@@ -107,8 +107,8 @@ class PolarsEngine:
     def ingest(self, inputs: Sequence[str], options, out_dir: Path, keep_original: bool) -> IngestResult:
         from transforms.readers import read_inputs
 
-        writer = _PartWriter(out_dir / "parts", self.part_rows)
-        rejects = _TableLog(out_dir / "rejects.parquet", REJECT_SCHEMA)
+        writer = PartWriter(out_dir / "parts", self.part_rows)
+        rejects = TableLog(out_dir / "rejects.parquet", REJECT_SCHEMA)
         for batch in read_inputs(inputs, options):
             tweets = batch.tweets
             if keep_original:
@@ -143,8 +143,8 @@ class PolarsEngine:
         self.progress(table.num_rows)
 
     def _run_batch(self, stage: BatchStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
-        writer = _PartWriter(out_dir / "parts", self.part_rows)
-        drops = _TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
+        writer = PartWriter(out_dir / "parts", self.part_rows)
+        drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         rows_in = 0
         for table in read_parts(parts):
@@ -203,8 +203,8 @@ class PolarsEngine:
         cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
 
         # Pass 2: attach dup_of / cluster size, apply the keep rule.
-        writer = _PartWriter(out_dir / "parts", self.part_rows)
-        drops = _TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
+        writer = PartWriter(out_dir / "parts", self.part_rows)
+        drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         row_offset = h
         for i, table in enumerate(read_parts(parts)):

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.dedupe import _band_edges
+from transforms.dedupe import band_edges
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     apply_batch_stage,
@@ -35,7 +35,7 @@ from transforms.engines.common import (
     first_reason,
     merge_columns,
 )
-from transforms.engines.polars import _PartWriter
+from transforms.engines.polars import PartWriter
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA
 from transforms.stages.base import Stage
 
@@ -101,7 +101,7 @@ def reason_counts(reasons: pa.Array) -> dict[str, int]:
 
 
 def write_parts(folder: Path, table: pa.Table, part_rows: int) -> list[str]:
-    writer = _PartWriter(folder, part_rows)
+    writer = PartWriter(folder, part_rows)
     writer.add(table)
     return [str(p) for p in writer.close()]
 
@@ -229,7 +229,7 @@ def bucket_stars(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     rank, band, key = (table.column(c).to_numpy() for c in ("rank", "band", "key"))
     for b in np.unique(band):
         sel = band == b
-        src, dst = _band_edges(rank[sel], key[sel])
+        src, dst = band_edges(rank[sel], key[sel])
         keep = src != dst
         yield pa.RecordBatch.from_arrays([pa.array(src[keep]), pa.array(dst[keep])], schema=EDGE_SCHEMA)
 
@@ -332,7 +332,7 @@ class IngestTask:
 
         out, width = Path(self.out_dir), name_width(len(self.files))
         for i in task_indexes(batches):
-            writer = _PartWriter(task_folder(out / "parts", i, width), self.part_rows)
+            writer = PartWriter(task_folder(out / "parts", i, width), self.part_rows)
             rejects = [REJECT_SCHEMA.empty_table()]
             for part in read_file(self.files[i], self.options):
                 table = part.tweets
