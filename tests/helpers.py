@@ -1,4 +1,4 @@
-"""Small builders shared by tests: canonical tweet tables and Parquet parts."""
+"""Small builders shared by tests: canonical tweet tables and working parts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from transforms.engines.staging import write_part
 from transforms.schema import TWEET_SCHEMA
 
 
@@ -29,7 +29,7 @@ def write_parts(table: pa.Table, folder: Path, rows_per_part: int) -> list[Path]
     folder.mkdir(parents=True, exist_ok=True)
     parts = []
     for i, start in enumerate(range(0, max(table.num_rows, 1), rows_per_part)):
-        path = folder / f"part-{i:05d}.parquet"
-        pq.write_table(table.slice(start, rows_per_part), path)
+        path = folder / f"part-{i:05d}.arrow"
+        write_part(table.slice(start, rows_per_part), path)
         parts.append(path)
     return parts

@@ -3,6 +3,7 @@ import pytest
 
 from tests.helpers import tweets, write_parts
 from transforms.engines.polars import PolarsEngine
+from transforms.engines.staging import read_part
 from transforms.stages.dedupe_exact import DedupeExact
 from transforms.stages.normalize import Normalize
 
@@ -12,7 +13,7 @@ def _dedupe(tmp_path, rows, rows_per_part=2, annotate=False, config=None):
     engine = PolarsEngine(part_rows=rows_per_part)
     norm = engine.run_stage(Normalize(), parts, tmp_path / "norm", annotate)
     result = engine.run_stage(DedupeExact(config), norm.parts, tmp_path / "exact", annotate)
-    out = [pq.read_table(p) for p in result.parts]
+    out = [read_part(p) for p in result.parts]
     kept = [r for t in out for r in t.to_pylist()]
     drops = pq.read_table(result.drops).to_pylist()
     return result, kept, drops

@@ -20,6 +20,7 @@ from tests.helpers import tweets, write_parts
 from transforms import minhash
 from transforms.dedupe import find_representatives
 from transforms.engines.polars import PolarsEngine
+from transforms.engines.staging import read_part
 from transforms.stages.dedupe_minhash import DedupeMinHash, MinHashConfig
 from transforms.stages.normalize import Normalize
 
@@ -354,7 +355,7 @@ def run_engine(tmp_path, annotate: bool):
     parts = write_parts(tweets(ENGINE_ROWS), tmp_path / "in", 2)
     norm = engine.run_stage(Normalize(), parts, tmp_path / "norm", annotate)
     result = engine.run_stage(DedupeMinHash(), norm.parts, tmp_path / "minhash", annotate)
-    kept = [r for p in result.parts for r in pq.read_table(p).to_pylist()]
+    kept = [r for p in result.parts for r in read_part(p).to_pylist()]
     return kept, pq.read_table(result.drops).to_pylist()
 
 

@@ -1,6 +1,9 @@
+import polars as pl
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from transforms.stages.normalize import Normalize
+from transforms.stages.normalize import MENTION, RT_PREFIX, URL, Normalize, normalize_text, unescape
 
 
 def _run(texts):
@@ -49,3 +52,24 @@ def test_deterministic_and_idempotent():
     twice, _ = _run(once)
     assert once == twice
     assert _run(texts)[0] == once
+
+
+PIECES = [" ", "  ", "\t", "\n", "\n\n", "\n\n\n", " \n", "\n ", "\r\n", "\r", "\u00a0", "\u3000", "\u2028", "\u200b",
+          "\x07", "\x85", "a", "B", "\u00e9", "e\u0301", "\u1100\u1161", "RT @x: ", "@Bob_1", "https://t.co/Ab", "&amp;",
+          "\u00c5", "A\u030a"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(PIECES), max_size=12).map("".join), min_size=1, max_size=40))
+def test_cheap_paths_equal_the_full_cleaning_on_every_row(texts):
+    """annotate skips NFC and whitespace fixes on rows that need none, and builds the key with literal replaces:
+    the result must equal running every regex on every row."""
+    text, key = _run(texts)
+    frame = pl.DataFrame({"t": unescape(pl.Series(texts, dtype=pl.String))}).select(
+        normalize_text(pl.col("t").str.normalize("NFC")).alias("text")
+    ).with_columns(
+        pl.col("text").str.to_lowercase().str.replace(RT_PREFIX, "").str.replace_all(URL, "http")
+        .str.replace_all(MENTION, "@user").str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars().alias("key")
+    )
+    assert text == frame["text"].to_list()
+    assert key == frame["key"].to_list()

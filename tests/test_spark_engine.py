@@ -26,6 +26,7 @@ from transforms.config import load_config
 from transforms.dedupe import find_representatives, preference_rank
 from transforms.engines import spark_session
 from transforms.engines.polars import PolarsEngine
+from transforms.engines.staging import read_part, write_part
 from transforms.engines.spark import SparkEngine, plan_shards
 from transforms.readers import ReaderOptions
 from transforms.stages import CATALOGUE, stage_class
@@ -69,11 +70,12 @@ def _read_folder_or_file(path) -> pa.Table:
 
 
 def _parts(paths) -> pa.Table:
-    return pa.concat_tables([pq.read_table(p).replace_schema_metadata(None) for p in paths])
+    return pa.concat_tables([read_part(p).replace_schema_metadata(None) for p in paths])
 
 
 def _shards(table: Path) -> pa.Table:
-    return _parts(sorted((table / "data").rglob("*.parquet")))
+    return pa.concat_tables(
+        [pq.read_table(p).replace_schema_metadata(None) for p in sorted((table / "data").rglob("*.parquet"))])
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +286,9 @@ def test_shard_plan_matches_the_polars_writer(tmp_path):
     table = pa.table({"id": [str(i) for i in range(1000)], "text": ["x" * (i % 50) for i in range(1000)]})
     parts = []
     for k, (start, length) in enumerate([(0, 300), (300, 450), (750, 250)]):
-        parts.append(tmp_path / f"p{k}.parquet")
-        pq.write_table(table.slice(start, length), parts[-1])
-    measures = [(pq.read_table(p).num_rows, pq.read_table(p).nbytes) for p in parts]
+        parts.append(tmp_path / f"p{k}.arrow")
+        write_part(table.slice(start, length), parts[-1])
+    measures = [(read_part(p).num_rows, read_part(p).nbytes) for p in parts]
     for max_rows, max_bytes in ((400, 1 << 30), (10_000, 9_000), (260, 12_000)):
         shards = PolarsEngine().write_shards(parts, tmp_path / f"s{max_rows}", lambda i: f"{i}.parquet",
                                              lambda s: s.names, max_rows, max_bytes, 100)

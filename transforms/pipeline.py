@@ -26,6 +26,7 @@ from transforms import publish
 from transforms.config import PipelineConfig
 from transforms.engines import make_engine
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, StepResult
+from transforms.engines.staging import read_part
 from transforms.readers import ReaderOptions, expand_inputs, fingerprint
 from transforms.stages.base import DedupeStage
 from transforms.steps import StepCache, step_key
@@ -175,7 +176,7 @@ class Curation:
         if self.shards:
             self.schema = pq.read_schema(self.shards[0])
         else:
-            self.schema = pa.schema([f for f in pq.read_schema(self.parts[0]) if f.name not in hidden])
+            self.schema = pa.schema([f for f in read_part(self.parts[0]).schema if f.name not in hidden])
         return self.shards
 
     def validate(self):
@@ -243,7 +244,7 @@ class Curation:
             if not isinstance(stage, DedupeStage):
                 continue
             stage.ensure_setup()
-            states = [s for s in (stage.history(pq.read_table(p)) for p in self.parts) if s is not None]
+            states = [s for s in (stage.history(read_part(p)) for p in self.parts) if s is not None]
             if not states:
                 continue
             path = publish.sidecar(self.table, "history") / stage.name / f"{self.run_id}.parquet"
@@ -297,7 +298,7 @@ def annotate(
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         writer = None
         for part in c.parts:
-            t = _annotate_columns(pq.read_table(part), dup_columns)
+            t = _annotate_columns(read_part(part), dup_columns)
             if writer is None:
                 writer = pq.ParquetWriter(str(output), t.schema, compression="zstd")
             writer.write_table(t)

@@ -1,6 +1,6 @@
 """Engines translate stage definitions into work on one machine (polars) or a cluster (spark, beam).
 
-Each engine offers the same four operations over Parquet parts: ingest, run_stage, write_shards (and its name);
+Each engine offers the same four operations over working parts (staging.py): ingest, run_stage, write_shards (and its name);
 the pipeline (transforms/pipeline.py) calls them and never sees engine internals.
 """
 
@@ -13,7 +13,10 @@ def make_engine(name: str, *, part_rows: int, progress: Callable[[int], None] | 
     if name == "polars":
         from transforms.engines.polars import PolarsEngine
 
-        return PolarsEngine(part_rows=part_rows, progress=progress)
+        unknown = sorted(set(options) - {"staging_compression"})
+        if unknown:
+            raise ValueError(f"unknown polars engine options {unknown}; known: staging_compression")
+        return PolarsEngine(part_rows=part_rows, progress=progress, **options)
     if name == "spark":
         from transforms.engines.spark import SparkEngine
 

@@ -1,4 +1,4 @@
-"""The single-machine engine: runs stage definitions over Parquet parts of bounded size, one part in memory at a time.
+"""The single-machine engine: runs stage definitions over working parts of bounded size, one part in memory at a time.
 
 Translation only: what a stage does lives in transforms/stages/; how duplicates are grouped in transforms/dedupe.py.
 Every step reads the previous step's parts and writes its own, so memory is bounded by the part size and each
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -28,54 +28,9 @@ from transforms.engines.common import (
     first_reason,
     merge_columns,
 )
+from transforms.engines.staging import Compression, PartWriter, read_parts
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
-
-STAGING_COMPRESSION = "lz4"
-
-
-def read_parts(parts: Sequence[Path]) -> Iterator[pa.Table]:
-    for part in parts:
-        yield pq.read_table(part)
-
-
-class PartWriter:
-    """Writes tables into numbered Parquet parts of about `part_rows` rows."""
-
-    def __init__(self, out_dir: Path, part_rows: int):
-        self.out_dir, self.part_rows = out_dir, part_rows
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.parts: list[Path] = []
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-        self.rows = 0
-
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            if not self.parts and not self._pending:
-                self._pending.append(table)  # keep the schema even if everything is empty
-            return
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
-        while self._pending_rows >= self.part_rows:
-            self._flush(self.part_rows)
-
-    def _flush(self, rows: int | None = None) -> None:
-        combined = pa.concat_tables(self._pending, promote_options="default")
-        head = combined if rows is None else combined.slice(0, rows)
-        path = self.out_dir / f"part-{len(self.parts):05d}.parquet"
-        pq.write_table(head, path, compression=STAGING_COMPRESSION)
-        self.parts.append(path)
-        rest = combined.slice(head.num_rows)
-        self._pending = [rest] if rest.num_rows else []
-        self._pending_rows = rest.num_rows
-
-    def close(self) -> list[Path]:
-        if self._pending and (self._pending_rows or not self.parts):
-            self._flush()
-        return self.parts
-
 
 class TableLog:
     """Appends rows of a fixed schema to one Parquet file, streaming."""
@@ -99,15 +54,19 @@ class TableLog:
 class PolarsEngine:
     name = "polars"
 
-    def __init__(self, part_rows: int = 262_144, progress: Progress | None = None):
-        self.part_rows = part_rows
+    def __init__(self, part_rows: int = 262_144, progress: Progress | None = None,
+                 staging_compression: Compression = None):
+        self.part_rows, self.staging_compression = part_rows, staging_compression
         self.progress = progress or (lambda n: None)
+
+    def _writer(self, out_dir: Path) -> PartWriter:
+        return PartWriter(out_dir / "parts", self.part_rows, self.staging_compression)
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     def ingest(self, inputs: Sequence[str], options, out_dir: Path, keep_original: bool) -> IngestResult:
         from transforms.readers import read_inputs
 
-        writer = PartWriter(out_dir / "parts", self.part_rows)
+        writer = self._writer(out_dir)
         rejects = TableLog(out_dir / "rejects.parquet", REJECT_SCHEMA)
         for batch in read_inputs(inputs, options):
             tweets = batch.tweets
@@ -143,7 +102,7 @@ class PolarsEngine:
         self.progress(table.num_rows)
 
     def _run_batch(self, stage: BatchStage, parts, out_dir: Path, annotate_only: bool) -> StepResult:
-        writer = PartWriter(out_dir / "parts", self.part_rows)
+        writer = self._writer(out_dir)
         drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         rows_in = 0
@@ -168,9 +127,10 @@ class PolarsEngine:
             if payload is not None:
                 payloads.append(payload)
         # Pass 1: keys and ordering data for every new row, part by part.
-        pinned, row_offset = [], h
+        pinned, annotations, row_offset = [], [], h
         for table in read_parts(parts):
-            table = merge_columns(table, stage.annotate(table))
+            annotations.append(stage.annotate(table))  # small (a hash per row at most): kept for pass 2
+            table = merge_columns(table, annotations[-1])
             pins = stage.pinned(table)
             keys = stage.keys(table)
             if pins is not None:
@@ -203,13 +163,13 @@ class PolarsEngine:
         cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
 
         # Pass 2: attach dup_of / cluster size, apply the keep rule.
-        writer = PartWriter(out_dir / "parts", self.part_rows)
+        writer = self._writer(out_dir)
         drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         row_offset = h
         for i, table in enumerate(read_parts(parts)):
             n = table.num_rows
-            table = merge_columns(table, stage.annotate(table))
+            table = merge_columns(table, annotations[i])
             r = rep[row_offset : row_offset + n]
             is_dup = pa.array(r != np.arange(row_offset, row_offset + n))
             dup_of = pc.if_else(is_dup, pa.array(all_ids[r]).cast(pa.string()), pa.scalar(None, pa.string()))

@@ -2,7 +2,7 @@
 
 Translation only. Every step is a job of one task per input file or working part (spark_tasks.py: the Python side,
 run through mapInArrow), so parts keep input order and each row's (part, position) is its place in that order,
-exactly as in the polars engine; tasks write their parts with the polars engine's writer and return counts. Dedupe
+exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
 stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, place), the band keys
 are shuffled by bucket into star edges, candidate pairs are verified, connected components come from
 large-star/small-star joins (spark_graph.py), and each row's verdict is joined back part by part. Published shards
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from transforms.engines import spark_graph, spark_tasks
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, Progress, StepResult
 from transforms.engines.spark_session import SparkOptions, session
+from transforms.engines.staging import PartWriter, read_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import DedupeStage, Stage
 
@@ -131,7 +132,7 @@ class SparkEngine:
     def _parts(statuses: list[dict]) -> list[Path]:
         """The tasks' parts in order; empty ones are removed unless every part is empty (one keeps the schema)."""
         files = [Path(f) for s in statuses for f in s["files"]]
-        kept = [f for f in files if pq.read_metadata(f).num_rows] or files[:1]
+        kept = [f for f in files if read_part(f).num_rows] or files[:1]
         for f in files:
             if f not in kept:
                 f.unlink()
@@ -155,9 +156,9 @@ class SparkEngine:
         parts = self._parts(statuses)
         if not parts:  # no input file at all
             empty = TWEET_SCHEMA.empty_table()
-            parts = [out_dir / "parts" / "part-00000.parquet"]
-            parts[0].parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty, parts[0])
+            writer = PartWriter(out_dir / "parts", self.part_rows)
+            writer.add(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty)
+            parts = writer.close()
         tweets = sum(s["rows_out"] for s in statuses)
         rejected = sum(s["rejected"] for s in statuses)
         self.progress(tweets + rejected)
@@ -259,7 +260,7 @@ class SparkEngine:
         """The final parts as zstd Parquet shards of bounded size, in input order: one Spark task per shard."""
         out_dir.mkdir(parents=True, exist_ok=True)
         parts = [str(p) for p in parts]
-        selected = columns(pq.read_schema(parts[0]))
+        selected = columns(read_part(parts[0]).schema)
         measured = self._run(len(parts), spark_tasks.MeasureTask(parts, selected))
         plan = plan_shards([(m["rows"], m["nbytes"]) for m in measured], max_rows, max_bytes)
         paths = [out_dir / name(k) for k in range(len(plan))]

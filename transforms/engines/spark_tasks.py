@@ -35,7 +35,7 @@ from transforms.engines.common import (
     first_reason,
     merge_columns,
 )
-from transforms.engines.polars import PartWriter
+from transforms.engines.staging import PartWriter, read_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA
 from transforms.stages.base import Stage
 
@@ -116,7 +116,7 @@ class _PartTask:
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         stage = worker_stage(self.stage)
         for i in task_indexes(batches):
-            yield status(i, **self.process(stage, i, pq.read_table(self.parts[i])))
+            yield status(i, **self.process(stage, i, read_part(self.parts[i])))
 
     def process(self, stage: Stage, i: int, table: pa.Table) -> dict:
         raise NotImplementedError
@@ -162,7 +162,7 @@ class OrderTask:
 
     def __call__(self, batches):
         for i in task_indexes(batches):
-            table = pq.read_table(self.parts[i], columns=["id", "created_at"])
+            table = read_part(self.parts[i], columns=["id", "created_at"])
             ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
             nodes = pa.table({"row": places(i, table.num_rows), "ts": ts, "idk": flip_ids(table.column("id"))})
             write_table(Path(self.out_dir) / f"part-{i:0{name_width(len(self.parts))}d}.parquet", nodes)
@@ -354,7 +354,7 @@ class MeasureTask:
 
     def __call__(self, batches):
         for i in task_indexes(batches):
-            table = pq.read_table(self.parts[i], columns=self.columns)
+            table = read_part(self.parts[i], columns=self.columns)
             yield status(i, rows=table.num_rows, nbytes=table.nbytes)
 
 
@@ -374,7 +374,7 @@ class ShardTask:
                 nonlocal rows
                 writer = None
                 for p, offset, length in self.plan[k]:  # one slice in memory at a time
-                    chunk = pq.read_table(self.parts[p], columns=self.columns).slice(offset, length)
+                    chunk = read_part(self.parts[p], columns=self.columns).slice(offset, length)
                     if writer is None:
                         writer = pq.ParquetWriter(path, chunk.schema, compression="zstd", compression_level=3)
                     writer.write_table(chunk, row_group_size=self.row_group_rows)

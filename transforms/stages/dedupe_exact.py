@@ -48,7 +48,13 @@ class DedupeExact(DedupeStage):
         if not self.config.drop_retweets:
             return None
         original = table.column("retweet_of_id")
-        textual = pc.match_substring_regex(pc.fill_null(table.column("text"), ""), RT_PREFIX)
+        text = pc.fill_null(table.column("text"), "")
+        # The regex only on rows that start with "rt" (a cheap test): it costs ~0.1 s per 250k rows otherwise.
+        maybe = pc.match_substring(pc.utf8_slice_codeunits(text, 0, 2), "rt", ignore_case=True)
+        rows = np.flatnonzero(maybe.to_numpy(zero_copy_only=False))
+        textual = np.zeros(table.num_rows, dtype=bool)
+        if len(rows):
+            textual[rows] = pc.match_substring_regex(text.take(rows), RT_PREFIX).to_numpy(zero_copy_only=False)
         is_rt = pc.or_(pc.is_valid(original), textual)
         reason = pc.if_else(is_rt, pa.scalar("retweet"), pa.scalar(None, pa.string()))
         return pc.if_else(is_rt, original, pa.scalar(None, pa.string())).combine_chunks(), reason.combine_chunks()

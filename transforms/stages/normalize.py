@@ -85,13 +85,20 @@ def normalize_text(text: pl.Expr) -> pl.Expr:
     )
 
 
+# A row matches this if and only if normalize_text would change it beyond trimming its ends.
+_NEEDS_CLEANING = r"\r|" + _CONTROL + r"|[^\S\n]{2,}|[^\S\n ]| \n|\n |\n{3,}"
+
+
 def dedupe_key(text: pl.Expr) -> pl.Expr:
+    """The key of text that normalize_text has cleaned: its only whitespace is single spaces, "\n" and "\n\n",
+    so line breaks become spaces with literal (fast) replaces."""
     return (
         text.str.to_lowercase()
         .str.replace(RT_PREFIX, "")
         .str.replace_all(URL, "http")
         .str.replace_all(MENTION, "@user")
-        .str.replace_all(r"\s{2,}|[^\S ]", " ")
+        .str.replace_all("\n\n", " ", literal=True)
+        .str.replace_all("\n", " ", literal=True)
         .str.strip_chars()
     )
 
@@ -118,8 +125,12 @@ class Normalize(BatchStage):
 
     def annotate(self, table: pa.Table) -> pa.Table:
         text = unescape(pl.from_arrow(table.column("text")).cast(pl.String))
-        text = _on_rows(text, text.str.contains(nfc_unstable()), lambda rows: rows.str.normalize("NFC"))
-        frame = pl.DataFrame({"text": text}).select(normalize_text(pl.col("text")).alias("text"))
+        non_ascii = text.str.len_bytes() != text.str.len_chars()  # ASCII text is NFC: skip the costly check
+        text = _on_rows(text, non_ascii, lambda rows: _on_rows(
+            rows, rows.str.contains(nfc_unstable()), lambda unstable: unstable.str.normalize("NFC")))
+        text = _on_rows(text, text.str.contains(_NEEDS_CLEANING), lambda rows: pl.DataFrame({"t": rows}).select(
+            normalize_text(pl.col("t"))).to_series())
+        frame = pl.DataFrame({"text": text.str.strip_chars()})
         frame = frame.with_columns(dedupe_key(pl.col("text")).alias("dedupe_key"))
         return frame.to_arrow().cast(pa.schema(self.writes))
 
