@@ -108,6 +108,7 @@ class Curation:
         self.parts: list[Path] = []
         self.shards: list[Path] = []
         self.gate = None
+        self.logged: set[str] = set()
 
     # -- steps ----------------------------------------------------------------------------------------------------
     def ingest(self) -> IngestResult:
@@ -138,10 +139,24 @@ class Curation:
         if not folder.exists() or not publish.table_exists(self.table):
             return None, []
         published = {Path(u).parent.name for u in DeltaTable(str(self.table)).file_uris()}
+        published.discard(self.own_version().get("run_id"))
         files = sorted(f for f in folder.glob("*.parquet") if f.stem in published)
         if not files:
             return None, []
         return pa.concat_tables([pq.read_table(f) for f in files]), [f.stem for f in files]
+
+    @functools.cached_property
+    def command_key(self) -> str:
+        """Inputs, settings, models, code and mode: what a rerun of the same command repeats. Unlike the step keys
+        it does not depend on the table's history, which a crashed run's own commit has already changed."""
+        models = [fingerprint(str(m)) for s in self.stages for m in s.resources.model_files]
+        return step_key(self.inputs, self.config.fingerprint(), models, code_version(), self.mode)
+
+    def own_version(self) -> dict:
+        """The latest version's metadata when this same command published it (a crash after the commit, or the same
+        run twice): its rows are this run's own, not history to dedupe against, and are not published again."""
+        latest = publish.latest_metadata(self.table)
+        return latest if latest.get("command_key") == self.command_key else {}
 
     def run_stage(self, index: int) -> dict:
         stage = self.stages[index]
@@ -211,29 +226,44 @@ class Curation:
     def publish(self) -> dict:
         """Commit the shards as a new version (logs first: the data commit is the publish point).
 
-        Idempotent: if the table's latest version came from this very chain of steps (a crash after the commit,
-        or the same run twice), nothing new is committed and that version is returned.
+        Idempotent: if the table's latest version came from this same command (a crash after the commit, or the
+        same run twice), nothing new is committed; what followed that commit is finished and that version returned.
         """
         report = self.report()
-        run_key = step_key(self.keys[-1], self.mode)
-        latest = publish.latest_metadata(self.table)
-        if latest.get("run_key") == run_key:
-            shutil.rmtree(publish.data_dir(self.table, self.run_id), ignore_errors=True)
-            return publish.read_report(self.table, latest["run_id"]) | {"already_published": True}
-        publish.append_log(self.table, "rejects", pq.read_table(self.ingested.rejects), self.run_id)
+        own = self.own_version()
+        if own:
+            if own["run_id"] != self.run_id:  # a rerun's copy of shards already published (not a retry's own)
+                shutil.rmtree(publish.data_dir(self.table, self.run_id), ignore_errors=True)
+            try:
+                return publish.read_report(self.table, own["run_id"]) | {"already_published": True}
+            except FileNotFoundError:  # killed between the commit and the report: the steps gave the same rows
+                report |= {k: own[k] for k in ("run_id", "version", "validation") if k in own}
+                return self.after_commit(report, previous={}) | {"already_published": True}
+        previous = publish.latest_metadata(self.table)
+        logs = {"rejects": pq.read_table(self.ingested.rejects)}
         drops = [pq.read_table(o["drops"]) for o in self.outcomes if o["drops"]]
         if drops:
-            publish.append_log(self.table, "drops", pa.concat_tables(drops), self.run_id)
+            logs["drops"] = pa.concat_tables(drops)
+        for name, rows in logs.items():
+            if name not in self.logged:  # a retried publish (a Prefect task retry) does not log a run twice
+                publish.append_log(self.table, name, rows, self.run_id)
+                self.logged.add(name)
         meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected",
                                        "output_records", "inputs", "stages")}
-        meta["run_key"] = run_key
+        meta |= {"command_key": self.command_key, "steps": self.keys}
         self.write_history()
         if "validation" in report:
             meta["validation"] = report["validation"]
         report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
+        return self.after_commit(report, previous)
+
+    def after_commit(self, report: dict, previous: dict) -> dict:
+        """The version's data card and report, then forget the steps of the version published before this one that
+        this run did not reuse (a rerun with one setting changed reuses the rest). Only a published run's steps are
+        forgotten: another run writing to the table at the same time keeps its own."""
         report["data_card"] = str(self.write_data_card(report))
-        publish.write_report(self.table, self.run_id, report)
-        self.cache.keep_only(set(self.keys))  # keep this run's steps: a rerun with one setting changed reuses them
+        publish.write_report(self.table, report["run_id"], report)
+        self.cache.forget(set(previous.get("steps", [])) - set(self.keys))
         return report
 
 

@@ -54,9 +54,15 @@ def commit_shards(
     metadata: dict[str, Any],
     mode: Literal["append", "overwrite"] = "append",
 ) -> int:
-    """Commit the shards as one new version; returns that version. The commit is the publish point."""
+    """Commit the shards as one new version; returns that version. The commit is the publish point.
+
+    Concurrent writers: when another run commits first, delta-rs checks the two commits for conflicts and retries
+    ours at the next free version (appends never conflict), so both land and neither is lost.
+    """
     actions = [_add_action(table, s) for s in shards]
-    props = CommitProperties(custom_metadata={META_KEY: json.dumps(metadata, sort_keys=True)})
+    blob = json.dumps(metadata, sort_keys=True)
+    props = CommitProperties(custom_metadata={META_KEY: blob})
+    read_version = -1
     if not table_exists(table):
         table.mkdir(parents=True, exist_ok=True)
         create_table_with_add_actions(str(table), Schema.from_arrow(schema), actions, mode="append", commit_properties=props)
@@ -68,8 +74,19 @@ def commit_shards(
                 f"the run's columns do not match the table's; table has {', '.join(current.names)}, "
                 f"run has {', '.join(schema.names)} (use a new table or --mode overwrite)"
             )
+        read_version = dt.version()
         dt.create_write_transaction(actions, mode=mode, schema=schema, commit_properties=props)
-    return DeltaTable(str(table)).version()
+    return _version_of(table, blob, read_version)
+
+
+def _version_of(table: Path, blob: str, read_version: int) -> int:
+    """The version our commit became: after a retry it is not the one we read + 1, and by now another run may have
+    committed after it, so find it by its metadata among the commits newer than the version we read."""
+    dt = DeltaTable(str(table))
+    for commit in dt.history(limit=dt.version() - read_version):
+        if commit.get(META_KEY) == blob:
+            return commit["version"]
+    raise PublishError(f"the commit to {table} is not in its log")  # not reached: a failed commit raised above
 
 
 def append_log(table: Path, name: str, rows: pa.Table, run_id: str) -> None:
@@ -102,11 +119,12 @@ def read_report(table: Path, run_id: str) -> dict:
 
 
 def latest_metadata(table: Path) -> dict[str, Any]:
-    """The tweetmill metadata of the table's latest commit ({} for a missing table or a foreign commit)."""
+    """The tweetmill metadata of the table's latest commit, with its version ({} for a missing table or a foreign
+    commit)."""
     if not table_exists(table):
         return {}
     last = DeltaTable(str(table)).history(limit=1)[0]
-    return json.loads(last[META_KEY]) if META_KEY in last else {}
+    return json.loads(last[META_KEY]) | {"version": last["version"]} if META_KEY in last else {}
 
 
 def versions(table: Path) -> list[dict[str, Any]]:

@@ -75,10 +75,7 @@ class StepCache:
         os.replace(tmp, folder / MARKER)
         return result, False
 
-    def keep_only(self, keys: set[str]) -> None:
-        """Forget every step not in `keys` (the chain of the last successful run)."""
-        if not self.root.exists():
-            return
-        for child in self.root.iterdir():
-            if child.name not in keys:
-                shutil.rmtree(child, ignore_errors=True)
+    def forget(self, keys: set[str]) -> None:
+        """Delete the steps in `keys` (those of a published run that the next one did not reuse)."""
+        for key in keys:
+            shutil.rmtree(self.folder(key), ignore_errors=True)
