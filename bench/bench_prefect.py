@@ -1,7 +1,7 @@
 """Prefect orchestration overhead: the same run through the `curate` flow (against a running Prefect server) and
 by calling the pipeline steps directly, side by side on the same input.
 
-    .venv/bin/python bench/bench_prefect.py [--n 1000000] [--dir /tmp/tweetmill-bench]
+    .venv/bin/python bench/bench_prefect.py [--n 1000000] [--repeat 5] [--dir /tmp/tweetmill-bench]
 
 The Prefect server is started first (infra/prefect/start-server.sh, on a free port) and not counted: a scheduled
 deployment talks to a server that is already up.
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dir", default="/tmp/tweetmill-bench")
+    ap.add_argument("--repeat", type=int, default=5, help="pairs of runs (direct, then flow)")
     args = ap.parse_args()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -65,18 +67,22 @@ def main() -> None:
     env = {**os.environ, "PREFECT_HOME": home, "PREFECT_PORT": str(_port()), "PREFECT_BIN": str(Path(sys.executable).parent / "prefect")}
     subprocess.run([str(ROOT / "infra/prefect/start-server.sh")], env=env, check=True, capture_output=True)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
+    def timed(code: str) -> float:
+        out = subprocess.run([sys.executable, "-c", code, str(src), str(work / "table_prefect")], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
     try:
-        results = {}
-        for name, code in (("direct steps", DIRECT), ("prefect flow", FLOW), ("direct steps (again)", DIRECT)):
-            out = subprocess.run([sys.executable, "-c", code, str(src), str(work / "table_prefect")], env=env, cwd=ROOT,
-                                 capture_output=True, text=True, check=True)
-            results[name] = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+        pairs = [(timed(DIRECT), timed(FLOW)) for _ in range(args.repeat)]  # alternated: load drifts hit both alike
     finally:
         subprocess.run([str(ROOT / "infra/prefect/stop-server.sh")], env=env, capture_output=True)
-    direct = min(results["direct steps"], results["direct steps (again)"])
-    for name, sec in results.items():
-        print(f"{name:<22} {sec:8.1f} s  {args.n / sec:>10,.0f} tweets/s")
-    print(f"prefect overhead: {results['prefect flow'] - direct:+.1f} s ({(results['prefect flow'] / direct - 1) * 100:+.1f}%)")
+    direct = statistics.median(d for d, _ in pairs)
+    flow = statistics.median(f for _, f in pairs)
+    overhead = statistics.median(f - d for d, f in pairs)
+    for name, sec in (("direct steps", direct), ("prefect flow", flow)):
+        print(f"{name:<14} median {sec:6.1f} s  {args.n / sec:>10,.0f} tweets/s")
+    print("pairs (direct, flow) s: " + ", ".join(f"({d:.1f}, {f:.1f})" for d, f in pairs))
+    print(f"prefect overhead, median of pairs: {overhead:+.2f} s ({overhead / direct * 100:+.1f}% of the direct run)")
 
 
 if __name__ == "__main__":

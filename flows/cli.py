@@ -45,6 +45,11 @@ def _config(args):
         overrides["max_reject_rate"] = args.max_reject_rate
     if getattr(args, "csv_columns", None):
         overrides["readers"] = {"csv_columns": args.csv_columns}
+    if getattr(args, "engine", None):
+        overrides["engine"] = args.engine
+    if getattr(args, "spark_master", None):
+        base = load_config(args.config)
+        overrides |= {"engine": "spark", "engine_options": base.engine_options | {"master": args.spark_master}}
     return load_config(args.config, **overrides)
 
 
@@ -201,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--stages", help="comma-separated stage names, in order (default: from the config)")
         sp.add_argument("--config", help="YAML/JSON/TOML config file")
 
+    def engine(sp):
+        sp.add_argument("--engine", choices=("polars", "spark"), help="default: from the config (polars)")
+        sp.add_argument("--spark-master", help="run on Spark with this master (local[N], spark://host:port, yarn...)")
+
     r = sub.add_parser("run", help="curate inputs into a new version of a Delta table")
     r.add_argument("inputs", nargs="+", help="files, directories, globs or fsspec URIs")
     r.add_argument("--output", "-o", required=True, help="Delta table path")
@@ -208,12 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("append", "overwrite"), default="append")
     r.add_argument("--max-reject-rate", type=float, help="fail (publish nothing) above this share of rejected records")
     common(r)
+    engine(r)
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("annotate", help="run the stages, drop nothing, write every row with its stage columns")
     a.add_argument("inputs", nargs="+")
     a.add_argument("--output", "-o", required=True, help="Parquet file to write")
     common(a)
+    engine(a)
     a.set_defaults(func=cmd_annotate)
 
     v = sub.add_parser("versions", help="list a table's versions with their row counts and per-stage counts")
@@ -261,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cron", default="7 * * * *", help="schedule (default: hourly at minute 7)")
     s.add_argument("--interval", type=float, help="run every N seconds instead of --cron")
     common(s)
+    engine(s)
     s.set_defaults(func=cmd_serve)
     return p
 

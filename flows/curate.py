@@ -1,4 +1,4 @@
-"""The Prefect flows. `curate` reads like the pipeline diagram: ingest, each stage, shards, publish.
+"""The Prefect flows. `curate` reads like the pipeline diagram: ingest, input check, each stage, shards, gate, publish.
 
 Each step is a task with retries for transient failures (I/O, a lost worker) and none for a bad configuration or
 bad data. Finished steps are kept by the pipeline itself (transforms/steps.py), so a rerun after a crash skips them.
@@ -52,6 +52,16 @@ def run_stage(c: Curation, index: int, name: str) -> dict:
     return {k: v for k, v in summary.items() if k != "drops"}
 
 
+@task(name="validate-input", task_run_name="validate-input", cache_policy=NO_CACHE)  # a verdict: no retry
+def validate_input(c: Curation):
+    try:
+        gate = c.validate_input()
+    except GateFailed as e:
+        gate = e.gate
+    create_markdown_artifact(gate.summary_markdown(), key="tweetmill-input-gate", description="raw input suite")
+    return gate
+
+
 @step(name="write-shards", task_run_name="write-shards")
 def write_shards(c: Curation) -> int:
     return len(c.write_shards())
@@ -90,6 +100,9 @@ def funnel_markdown(report: dict) -> str:
         lines.append(f"| {s['name']}{reused} | {s['input']:,} | {s['output']:,} | {s['dropped']:,} | {reasons} |")
     lines += ["", f"Published **{report['output_records']:,}** rows as version **{report.get('version')}** of "
               f"`{report['table']}`; rejected records: **{report['rejected']:,}**."]
+    if "input_validation" in report:
+        lines.append(f"Input check (raw suite): {'passed' if report['input_validation']['success'] else 'FAILED'}; "
+                     f"Data Docs: `{report['input_validation']['docs']}`.")
     if "validation" in report:
         lines.append(f"Quality gate: {'passed' if report['validation']['success'] else 'FAILED'}; "
                      f"Data Docs: `{report['validation']['docs']}`; data card: `{report.get('data_card')}`.")
@@ -109,6 +122,9 @@ def curate(
         c.check_rejects()
     except RejectRateExceeded as e:  # a verdict on the data, not a crash: fail the run with the reason, no traceback
         return Failed(message=str(e))
+    raw = validate_input(c)
+    if not raw.success:
+        return Failed(message=str(GateFailed(raw)))
     for i, stage in enumerate(c.stages):
         run_stage(c, i, stage.name)
     write_shards(c)

@@ -85,3 +85,18 @@ def test_relative_table_path_runs_and_validates(tmp_path):
     assert res.returncode == 0, res.stderr[-1500:]
     res = tweetmill("validate", "rel-table", cwd=tmp_path)
     assert res.returncode == 0 and "passed" in res.stdout, res.stdout[-1500:]
+
+
+def test_engine_flags_override_the_config(tmp_path):
+    from flows.cli import _config, build_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("engine_options: {executor_memory: 2g}\nstages: [normalize]\n")
+    parse = build_parser().parse_args
+    assert _config(parse(["run", "x", "-o", "t", "--config", str(cfg)])).engine == "polars"
+    assert _config(parse(["run", "x", "-o", "t", "--engine", "spark"])).engine == "spark"
+    spark = _config(parse(["annotate", "x", "-o", "a.parquet", "--config", str(cfg), "--spark-master", "local[2]"]))
+    assert (spark.engine, spark.engine_options) == ("spark", {"executor_memory": "2g", "master": "local[2]"})
+    assert spark.stages == ["normalize"]
+    bad = tweetmill("run", "x", "-o", "t", "--engine", "flink")
+    assert bad.returncode == 2 and "invalid choice: 'flink'" in bad.stderr

@@ -303,3 +303,29 @@ def test_residual_pii_regions_and_nulls():
 
 def test_luhn_vectorized():
     assert luhn_valid(["4111111111111111", "79927398713", "79927398710", "0"]).tolist() == [True, True, False, True]
+
+
+def test_a_run_whose_ingested_rows_fail_the_raw_suite_publishes_nothing(tmp_path):
+    """The raw suite guards the readers' contract: rows that break it (simulated here by rewriting the ingest step's
+    part, our own seam) stop the run before any stage, naming the suite and the expectation."""
+    from transforms.engines.staging import read_part, write_part
+    from transforms.pipeline import Curation, GateFailed, run
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(tweets([{"id": str(i), "text": f"tweet number {i}"} for i in range(1, 30)]), src)
+    table = tmp_path / "table"
+    config = PipelineConfig(stages=["normalize"])
+    c = Curation([str(src)], table, config)
+    c.ingest()
+    rows = read_part(c.ingested.parts[0])
+    broken = tmp_path / "broken.arrow"
+    write_part(_set(rows, "id", {3: "12e5"}), broken)
+    c.ingested.parts[:] = [broken]
+    with pytest.raises(GateFailed, match=r"raw suite.*expect_column_values_to_match_regex\(id\)") as failed:
+        c.validate_input()
+    assert failed.value.gate.failures[0]["example_ids"] == ["12e5"]
+    assert json.loads(failed.value.gate.result_path.read_text())["success"] is False
+    assert not (table / "_delta_log").exists()
+
+    report = run([str(src)], tmp_path / "good", config)  # the same input, unbroken: checked and published
+    assert report["input_validation"]["success"] and report["version"] == 0

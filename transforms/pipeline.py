@@ -43,12 +43,14 @@ class RejectRateExceeded(RuntimeError):
 
 
 class GateFailed(RuntimeError):
-    """The output failed its data-quality suite: nothing is published, the shards stay for inspection."""
+    """The input (raw suite) or the output (curated suite) failed its data-quality suite: nothing is published,
+    the working data and the results stay for inspection."""
 
     def __init__(self, gate):
         self.gate = gate
         names = ", ".join(sorted({f["expectation"] + (f"({f['column']})" if f.get("column") else "") for f in gate.failures}))
-        super().__init__(f"data-quality gate failed: {names}; nothing published; results: {gate.result_path}")
+        super().__init__(f"data-quality gate failed ({gate.suite} suite): {names}; nothing published; "
+                         f"results: {gate.result_path}")
 
 
 @functools.cache
@@ -107,7 +109,7 @@ class Curation:
         self.outcomes: list[dict] = []
         self.parts: list[Path] = []
         self.shards: list[Path] = []
-        self.gate = None
+        self.gate = self.input_gate = None
         self.logged: set[str] = set()
 
     # -- steps ----------------------------------------------------------------------------------------------------
@@ -130,6 +132,17 @@ class Curation:
                 f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above "
                 f"--max-reject-rate {self.config.max_reject_rate:.1%}; nothing published"
             )
+
+    def validate_input(self):
+        """Run the raw suite on the ingested rows: input the readers could not bring to the canonical schema stops
+        the run here, before any stage works on it."""
+        from expectations.gate import validate_input
+
+        out_dir = publish.sidecar(self.table, "validations") / self.run_id / "input"
+        self.input_gate = validate_input([read_part(p) for p in self.ingested.parts], out_dir=out_dir)
+        if not self.input_gate.success:
+            raise GateFailed(self.input_gate)
+        return self.input_gate
 
     def history(self, stage) -> tuple[pa.Table | None, list[str]]:
         """A dedupe stage's state of the rows the table already holds (append runs only), and the runs it covers."""
@@ -220,8 +233,8 @@ class Curation:
             "engine": self.engine.name,
             "inputs": self.inputs,
             "shards": len(self.shards),
-        } | ({"validation": {"success": self.gate.success, "result": str(self.gate.result_path),
-                              "docs": str(self.gate.docs_path)}} if self.gate is not None else {})
+        } | {key: {"success": gate.success, "result": str(gate.result_path), "docs": str(gate.docs_path)}
+             for key, gate in (("input_validation", self.input_gate), ("validation", self.gate)) if gate is not None}
 
     def publish(self) -> dict:
         """Commit the shards as a new version (logs first: the data commit is the publish point).
@@ -252,8 +265,7 @@ class Curation:
                                        "output_records", "inputs", "stages")}
         meta |= {"command_key": self.command_key, "steps": self.keys}
         self.write_history()
-        if "validation" in report:
-            meta["validation"] = report["validation"]
+        meta |= {k: report[k] for k in ("input_validation", "validation") if k in report}
         report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
         return self.after_commit(report, previous)
 
@@ -304,6 +316,7 @@ def run(
     c = Curation(inputs, table, config, mode=mode, progress=progress, run_id=run_id)
     c.ingest()
     c.check_rejects()
+    c.validate_input()
     for i in range(len(c.stages)):
         c.run_stage(i)
     c.write_shards()
