@@ -11,7 +11,6 @@ import pytest
 
 from tests.curated import curated_rows, publish_run, report_for
 from transforms.datacard import write_data_card
-from transforms.loaders import polars_frame
 from transforms.versions import diff, shard_uris
 
 STAGES = ("normalize", "dedupe_exact", "langid", "dedupe_minhash", "toxicity", "pii")
@@ -63,7 +62,7 @@ def test_card_follows_the_columns_present(table, tmp_path):
     path = tmp_path / "plain"
     publish_run(path, curated_rows(100, seed=3, stages=stages), "20240103T000000Z-cccc", stages=stages)
     report = report_for("20240103T000000Z-cccc", 100, stages)
-    card = write_data_card(path, 0, report, polars_frame(path, 0), None, tmp_path / "card")
+    card = write_data_card(path, 0, report, shard_uris(path, 0), None, tmp_path / "card")
     text = card.read_text()
     assert [p.name for p in _images(card)] == ["funnel.png", "text_length.png"]
     assert "## Languages" not in text and "## Toxicity" not in text and "Changes since" not in text

@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.dataset as ds  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 TOP_LANGUAGES = 12
@@ -119,8 +121,12 @@ def _histogram(values: np.ndarray, bins: np.ndarray, title: str, xlabel: str, pa
     return _save(fig, path)
 
 
-def _text_length(rows: pl.LazyFrame, out_dir: Path) -> list[str]:
-    lengths = rows.select(pl.col("text").str.len_chars()).collect().to_series().drop_nulls().to_numpy()
+def _text_length(shards: Sequence[str], out_dir: Path) -> list[str]:
+    # Batch by batch: only the lengths are kept, never the version's whole text column.
+    batches = ds.dataset(list(shards), format="parquet").to_batches(
+        columns=["text"], batch_size=65_536, batch_readahead=1, fragment_readahead=1)
+    lengths = np.concatenate([np.zeros(0, np.int32)] + [
+        pc.utf8_length(b.column(0)).drop_null().to_numpy() for b in batches])
     if not len(lengths):
         return []
     p5, p50, p95 = np.percentile(lengths, [5, 50, 95])
@@ -178,19 +184,19 @@ def write_data_card(
     table: Path,
     version: int,
     report: dict,
-    rows: pl.LazyFrame | Sequence[Path],
+    shards: Sequence[Path | str],
     previous: dict | None,
     out_dir: Path,
 ) -> Path:
     """Write DATACARD.md and its charts into `out_dir`; returns the markdown path.
 
-    report: the run report of the version; rows: the version's rows (a LazyFrame, or its shard paths);
+    report: the run report of the version; shards: the version's Parquet files (transforms.versions.shard_uris);
     previous: transforms.versions.diff(table, version - 1, version), or None for a first version.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not isinstance(rows, pl.LazyFrame):
-        rows = pl.scan_parquet([str(p) for p in rows])
+    shards = [str(p) for p in shards]
+    rows = pl.scan_parquet(shards)
     columns = set(rows.collect_schema().names())
     total = rows.select(pl.len()).collect().item()
     lines = [
@@ -210,7 +216,7 @@ def write_data_card(
     if "lang" in columns:
         lines += _languages(rows, total, out_dir)
     if "text" in columns:
-        lines += _text_length(rows, out_dir)
+        lines += _text_length(shards, out_dir)
     if "toxicity" in columns:
         lines += _toxicity(rows, total, out_dir)
     if "pii_types" in columns:

@@ -286,21 +286,27 @@ class Curation:
             if not isinstance(stage, DedupeStage):
                 continue
             stage.ensure_setup()
-            states = [s for s in (stage.history(read_part(p)) for p in self.parts) if s is not None]
-            if not states:
-                continue
             path = publish.sidecar(self.table, "history") / stage.name / f"{self.run_id}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.concat_tables(states), path, compression="zstd")
+            writer = None
+            for part in self.parts:  # part by part: the state of every row never sits in memory at once
+                state = stage.history(read_part(part))
+                if state is None:
+                    break
+                if writer is None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(path, state.schema, compression="zstd")
+                writer.write_table(state)
+            if writer is not None:
+                writer.close()
 
     def write_data_card(self, report: dict) -> Path:
-        from transforms import loaders, versions
+        from transforms import versions
         from transforms.datacard import write_data_card
 
         v = report["version"]
         previous = versions.diff(self.table, v - 1, v) if v > 0 else None
         out = publish.sidecar(self.table, "cards") / f"v{v}"
-        return write_data_card(self.table, v, report, loaders.polars_frame(self.table, v), previous, out)
+        return write_data_card(self.table, v, report, versions.shard_uris(self.table, v), previous, out)
 
 
 def run(

@@ -28,7 +28,8 @@ from transforms.engines.common import (
     first_reason,
     merge_columns,
 )
-from transforms.engines.staging import Compression, PartWriter, read_parts
+from transforms.engines.key_groups import KeyGroups
+from transforms.engines.staging import Compression, PartWriter, read_part, read_parts, write_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
 
@@ -86,6 +87,8 @@ class PolarsEngine:
     ) -> StepResult:
         """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
         stage.ensure_setup()
+        if isinstance(stage, DedupeStage) and stage.one_key_per_row:
+            return self._run_key_groups(stage, parts, out_dir, annotate_only, history)
         if isinstance(stage, DedupeStage):
             return self._run_dedupe(stage, parts, out_dir, annotate_only, history)
         return self._run_batch(stage, parts, out_dir, annotate_only)
@@ -179,6 +182,49 @@ class PolarsEngine:
             row_offset += n
         out = writer.close()
         return StepResult(out, row_offset - h, writer.rows, counts, drops.close())
+
+    def _run_key_groups(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
+        """_run_dedupe for exact-key stages, in memory that does not grow with the input (see key_groups.py)."""
+        h = history.num_rows if history is not None else 0
+        sizes = [read_part(p).num_rows for p in parts]
+        groups = KeyGroups(out_dir / "groups", h + sum(sizes), self.part_rows)
+        if h:
+            keys = stage.history_keys(history)
+            ids = history.column("id").cast(pa.uint64()).to_numpy()
+            rows = keys.column("row").to_numpy()
+            groups.add(keys.column("key").to_numpy(), rows, None, ids[rows], published=True)
+        # Pass 1: each part's keys, spilled by bucket; its own columns kept beside it for pass 2.
+        annotated, offset = [], h
+        for i, table in enumerate(read_parts(parts)):
+            columns = stage.annotate(table)
+            annotated.append(out_dir / "groups" / f"columns-{i:05d}.arrow")
+            write_part(columns, annotated[-1])
+            table = merge_columns(table, columns)
+            keys, pins = stage.keys(table), stage.pinned(table)
+            if pins is not None:
+                keys = keys.filter(pc.is_null(pc.take(pins[1], keys.column("row"))))
+            rows = keys.column("row").to_numpy()
+            created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
+            ids = table.column("id").cast(pa.uint64()).to_numpy()
+            groups.add(keys.column("key").to_numpy(), rows + offset, created[rows], ids[rows])
+            offset += table.num_rows
+        groups.solve()
+        # Pass 2: each row's verdict, part by part.
+        writer = self._writer(out_dir)
+        drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
+        counts: Counter = Counter()
+        offset = h
+        for i, table in enumerate(read_parts(parts)):
+            table = merge_columns(table, read_part(annotated[i]))
+            ids = table.column("id").cast(pa.uint64()).to_numpy()
+            is_dup, rep_id, size = groups.verdict(offset, table.num_rows, ids)
+            dup_of = pc.if_else(pa.array(is_dup), pa.array(rep_id).cast(pa.string()), pa.scalar(None, pa.string()))
+            table, reasons = dedupe_columns(stage, table, dup_of, pa.array(size), stage.pinned(table))
+            self._finish_table(stage, table, reasons, table.column(stage.dup_of_column), annotate_only, writer, drops, counts)
+            offset += table.num_rows
+        groups.close()
+        out = writer.close()
+        return StepResult(out, offset - h, writer.rows, counts, drops.close())
 
     # -- output ---------------------------------------------------------------------------------------------------
     def write_shards(

@@ -82,6 +82,9 @@ class DedupeStage(Stage):
     dup_of_column: ClassVar[str]
     cluster_size_column: ClassVar[str]
     drop_reason: ClassVar[str] = "duplicate"
+    # True when every row has exactly one key (band 0) and pairs need no verification: groups are then key groups,
+    # which an engine may find bucket by bucket in bounded memory (transforms/engines/key_groups.py).
+    one_key_per_row: ClassVar[bool] = False
 
     def annotate(self, table: pa.Table) -> pa.Table:
         """Per-row columns this stage publishes besides dup_of (may be empty)."""

@@ -26,6 +26,7 @@ class DedupeExact(DedupeStage):
     writes = (pa.field("dedupe_hash", pa.int64()),)
     dup_of_column = "exact_dup_of"
     cluster_size_column = "exact_cluster_size"
+    one_key_per_row = True
 
     def _hashes(self, table: pa.Table) -> np.ndarray:
         return hash64(table.column("dedupe_key"))
@@ -48,9 +49,9 @@ class DedupeExact(DedupeStage):
         if not self.config.drop_retweets:
             return None
         original = table.column("retweet_of_id")
-        text = pc.fill_null(table.column("text"), "")
+        text = table.column("text")
         # The regex only on rows that start with "rt" (a cheap test): it costs ~0.1 s per 250k rows otherwise.
-        maybe = pc.match_substring(pc.utf8_slice_codeunits(text, 0, 2), "rt", ignore_case=True)
+        maybe = pc.fill_null(pc.starts_with(text, "rt", ignore_case=True), False)
         rows = np.flatnonzero(maybe.to_numpy(zero_copy_only=False))
         textual = np.zeros(table.num_rows, dtype=bool)
         if len(rows):
