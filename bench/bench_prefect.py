@@ -1,7 +1,7 @@
 """Prefect orchestration overhead: the same run through the `curate` flow (against a running Prefect server) and
 by calling the pipeline steps directly, side by side on the same input.
 
-    .venv/bin/python bench/bench_prefect.py [--n 1000000] [--repeat 5] [--dir /tmp/tweetmill-bench]
+    .venv/bin/python bench/bench_prefect.py [--n 1000000] [--repeat 5] [--stages normalize,dedupe_exact]
 
 The Prefect server is started first (infra/prefect/start-server.sh, on a free port) and not counted: a scheduled
 deployment talks to a server that is already up.
@@ -28,7 +28,7 @@ from transforms import pipeline
 from transforms.config import load_config
 shutil.rmtree(sys.argv[2], ignore_errors=True)
 t = time.perf_counter()
-pipeline.run([sys.argv[1]], sys.argv[2], load_config(stages=["normalize", "dedupe_exact"]))
+pipeline.run([sys.argv[1]], sys.argv[2], load_config(stages=sys.argv[3].split(",") if sys.argv[3] else None))
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
@@ -39,7 +39,7 @@ from flows.curate import curate
 from transforms.config import load_config
 shutil.rmtree(sys.argv[2], ignore_errors=True)
 t = time.perf_counter()
-curate([sys.argv[1]], sys.argv[2], load_config(stages=["normalize", "dedupe_exact"]))
+curate([sys.argv[1]], sys.argv[2], load_config(stages=sys.argv[3].split(",") if sys.argv[3] else None))
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dir", default="/tmp/tweetmill-bench")
     ap.add_argument("--repeat", type=int, default=5, help="pairs of runs (direct, then flow)")
+    ap.add_argument("--stages", default="", help="comma-separated stages (default: the default pipeline)")
     args = ap.parse_args()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,8 @@ def main() -> None:
     subprocess.run([str(ROOT / "infra/prefect/start-server.sh")], env=env, check=True, capture_output=True)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{env['PREFECT_PORT']}/api"
     def timed(code: str) -> float:
-        out = subprocess.run([sys.executable, "-c", code, str(src), str(work / "table_prefect")], env=env, cwd=ROOT,
+        out = subprocess.run([sys.executable, "-c", code, str(src), str(work / "table_prefect"), args.stages],
+                             env=env, cwd=ROOT,
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
@@ -82,6 +84,7 @@ def main() -> None:
     for name, sec in (("direct steps", direct), ("prefect flow", flow)):
         print(f"{name:<14} median {sec:6.1f} s  {args.n / sec:>10,.0f} tweets/s")
     print("pairs (direct, flow) s: " + ", ".join(f"({d:.1f}, {f:.1f})" for d, f in pairs))
+    print(f"stages: {args.stages or 'the default pipeline'}")
     print(f"prefect overhead, median of pairs: {overhead:+.2f} s ({overhead / direct * 100:+.1f}% of the direct run)")
 
 
