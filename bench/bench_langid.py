@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_langid.py [--n 1000000] [--batch 250000] [--data ../shared/data] [--json out.json]
 
 Input: XLM-T val tweets (8 languages), repeated and perturbed (seeded) to --n rows: each copy's words are rotated by
-a random offset and random tweet furniture is added (mentions, URLs, hashtags, emoji, numbers, "RT @x:"), so that
-the cleaned texts are almost all distinct, as after exact dedupe. The process is pinned to one CPU and polars to one
-thread. Stage = annotate + drop_reasons per batch, as the engine calls them; plain = one model.predict(k=1) per batch
-on the raw strings (already Python lists, so this side is not charged for the Arrow-to-list conversion).
+a random offset and random tweet furniture is added (mentions, URLs, hashtags, emoji, numbers, "RT @x:"). From 2,916
+base tweets, about 59% of 1M raw texts and 10% of their cleaned texts are distinct (the second share is printed);
+neither the stage nor fastText caches anything, so the repeats do not flatter the figures. Pinned to one CPU, polars
+to one thread. Stage = annotate + drop_reasons per batch, as the engine calls them; plain = one model.predict(k=1) per
+batch on the raw strings (already Python lists, so this side is not charged for the Arrow-to-list conversion).
 Only figures are printed, never tweet text.
 """
 

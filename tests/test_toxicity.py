@@ -14,6 +14,7 @@ from transforms.training.toxicity import (
     TASKS,
     Params,
     Quantization,
+    fit,
     load_split,
     macro_f1,
     stratified_folds,
@@ -179,11 +180,19 @@ def test_stratified_folds_keep_balance_and_are_seeded():
     assert not np.array_equal(folds, stratified_folds(labels, 5, seed=4))
 
 
-def test_params_refuse_a_heap_sized_input_matrix():
-    with pytest.raises(ValidationError):
-        Params(word_ngrams=1, minn=0, maxn=0)
-    with pytest.raises(ValidationError):
-        Params(dim=16, bucket=100_000)
+def test_fits_are_identical_after_heap_churn(tmp_path):
+    """fastText leaves most of its input matrix uninitialised with one thread (transforms/training/fasttext_fit.py):
+    a small matrix must not pick up the garbage that earlier, freed allocations leave on the heap."""
+    _synthetic_tweeteval(tmp_path)
+    texts, labels = load_split(tmp_path, "offensive", "train")
+    params = Params(dim=16, epoch=5, lr=0.5, word_ngrams=1, minn=0, maxn=0, bucket=0)  # a 300 x 16 matrix
+    outputs = []
+    for garbage in (0x00, 0x7F, 0xFF):
+        blocks = [np.full(2**20 * size, garbage, dtype=np.uint8) for size in (64, 1, 4, 16)]
+        del blocks  # freed: their pages are what a careless allocation would be handed next
+        model = fit(prepare_series(texts), labels, params, seed=3, workdir=tmp_path)
+        outputs.append(model.get_input_matrix().tobytes() + model.get_output_matrix().tobytes())
+    assert outputs[0] == outputs[1] == outputs[2]
 
 
 def _synthetic_tweeteval(root, seed=0):

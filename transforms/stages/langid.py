@@ -139,19 +139,26 @@ def _load(path: Path) -> fasttext.FastText._FastText:
     return fasttext.load_model(str(path))
 
 
-def _predict(model, texts: list[str], k: int, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+def _predict(model, texts: pl.Series, k: int, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """One fastText call for the batch -> (code index, probability) arrays of shape (n, k). fastText returns fewer
-    than k labels when the rest underflow to 0; those slots get code -1 and probability 0."""
-    labels, probs = model.predict(texts, k=k)
-    n = len(texts)
+    than k labels when the rest underflow to 0; those slots get code -1 and probability 0.
+
+    Calls the binding's multilinePredict itself, with the line ends added in polars: the wrapper's predict checks and
+    extends every line in a Python loop, and cleaned texts are single lines by construction.
+    """
+    labels, probs = model.f.multilinePredict((texts + "\n").to_list(), k, 0.0, "strict")
+    n = len(labels)
     lengths = np.fromiter(map(len, labels), dtype=np.int64, count=n)
+    flat_codes = np.fromiter(map(index.__getitem__, itertools.chain.from_iterable(labels)), dtype=np.int64)
+    flat_scores = np.clip(np.concatenate(probs), 0.0, 1.0).astype(np.float64)
+    if (lengths == k).all():
+        return flat_codes.reshape(n, k), flat_scores.reshape(n, k)
     rows = np.repeat(np.arange(n), lengths)
     cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     codes = np.full((n, k), -1, dtype=np.int64)
     scores = np.zeros((n, k))
-    flat = pl.Series(list(itertools.chain.from_iterable(labels)), dtype=pl.String)
-    codes[rows, cols] = flat.replace_strict(index, return_dtype=pl.Int64).to_numpy()
-    scores[rows, cols] = np.clip(np.concatenate(probs), 0.0, 1.0)
+    codes[rows, cols] = flat_codes
+    scores[rows, cols] = flat_scores
     return codes, scores
 
 
@@ -203,7 +210,7 @@ class LanguageId(BatchStage):
     def _identify(self, texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """Non-empty cleaned texts -> (code index, score) per row."""
         n = len(texts)
-        codes, probs = _predict(self._lid, texts.to_list(), self._k, self._lid_index)
+        codes, probs = _predict(self._lid, texts, self._k, self._lid_index)
         codes[codes < 0] = self._und
         _merge_duplicate_codes(codes, probs)
         cand_codes, cand_scores = codes, probs
@@ -227,7 +234,7 @@ class LanguageId(BatchStage):
         routed = np.flatnonzero((probs.max(axis=1) < self.config.supplement_below) & (mass > 0))
         sup_scores = np.full((n, s), -np.inf)
         if routed.size:
-            q_codes, q = _predict(self._sup, texts.gather(routed).to_list(), s, self._sup_index)
+            q_codes, q = _predict(self._sup, texts.gather(routed), s, self._sup_index)
             q_rows, q_cols = np.nonzero(q_codes >= 0)
             supplement = np.zeros((routed.size, s))
             supplement[q_rows, self._sup_column[q_codes[q_rows, q_cols]]] = q[q_rows, q_cols]

@@ -7,6 +7,7 @@ text reaches the model: training, evaluation and this stage all go through them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Literal
@@ -57,16 +58,19 @@ def prepare_series(texts: pl.Series) -> pl.Series:
     return texts.to_frame("text").select(prepare(pl.col("text"))).to_series()
 
 
-def toxic_probability(model, prepared: list[str]) -> np.ndarray:
+def toxic_probability(model, prepared: pl.Series) -> np.ndarray:
     """P(toxic) per prepared text, float32, from one batched fastText call.
 
-    fastText reports the top label's probability plus 1e-5 (it takes log(p + 1e-5)), hence the clip.
+    Calls the binding's multilinePredict itself, with the line ends added in polars: the wrapper's predict checks and
+    extends every line in a Python loop, and prepared texts are single lines by construction. A softmax model gives
+    every line its top label; fastText reports that label's probability plus 1e-5 (it takes log(p + 1e-5)), hence
+    the clip.
     """
-    if not prepared:
+    if prepared.is_empty():
         return np.empty(0, dtype=np.float32)
-    labels, probs = model.predict(prepared, k=1)
-    top = np.asarray(probs, dtype=np.float32)[:, 0]
-    is_toxic_label = np.asarray(labels)[:, 0] == TOXIC_LABEL
+    labels, probs = model.f.multilinePredict((prepared + "\n").to_list(), 1, 0.0, "strict")
+    top = np.concatenate(probs)
+    is_toxic_label = np.fromiter(map(TOXIC_LABEL.__eq__, itertools.chain.from_iterable(labels)), bool, len(labels))
     return np.clip(np.where(is_toxic_label, top, 1.0 - top), 0.0, 1.0).astype(np.float32)
 
 
@@ -120,7 +124,7 @@ class Toxicity(BatchStage):
         self.ensure_setup()
         scored = self._scored_rows(table)
         texts = pl.from_arrow(table.column("text")).filter(scored)
-        probs = toxic_probability(self._model, prepare_series(texts).to_list())
+        probs = toxic_probability(self._model, prepare_series(texts))
         mask = ~scored.to_numpy()
         values = np.zeros(table.num_rows, dtype=np.float32)
         values[~mask] = probs

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from transforms.stages.langid import LanguageId, LanguageIdConfig, bundled_lid176, clean_text, iso_code
+from transforms.training.fasttext_fit import fit
 
 XLMT_LANGUAGES = {
     "arabic": "ar", "english": "en", "french": "fr", "german": "de", "italian": "it", "portuguese": "pt",
@@ -35,20 +33,9 @@ HELD_OUT = 0.2
 # Chosen on dev splits carved from the training parts only (XLM-T train 20% of rows, TweetLID 20% of train users).
 FASTTEXT = {
     "dim": 16, "epoch": 25, "lr": 0.3, "minn": 2, "maxn": 4, "wordNgrams": 1, "bucket": 50_000, "loss": "softmax",
-    "minCount": 1, "thread": 1, "verbose": 0,
+    "minCount": 1,
 }  # fmt: skip
 QUANTIZE = {"dsub": 2, "qnorm": True}
-
-# Trains and quantizes in a new interpreter. With thread=1, fastText initialises only the first tenth of its input
-# matrix and leaves the rest as the allocator hands it over: zeros in a fresh process, leftovers after earlier
-# allocations (nondeterministic results, often "Encountered NaN"). MALLOC_MMAP_THRESHOLD_ keeps big blocks fresh.
-_FIT = """
-import json, sys, fasttext
-a = json.loads(sys.argv[1])
-model = fasttext.train_supervised(input=a["input"], seed=a["seed"], **a["fasttext"])
-model.quantize(input=a["input"], retrain=False, **a["quantize"])
-model.save_model(a["output"])
-"""
 
 
 def load_xlmt(data_dir: Path, split: str, folders: dict[str, str] = XLMT_LANGUAGES) -> pl.DataFrame:
@@ -107,10 +94,7 @@ def fit_supplement(train: pl.DataFrame, model_path: Path, seed: int = 0) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         lines = write_training_file(train, train_file)
-        args = {"input": str(train_file), "output": str(model_path), "seed": seed}
-        args |= {"fasttext": FASTTEXT, "quantize": QUANTIZE}
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 16)}
-        subprocess.run([sys.executable, "-c", _FIT, json.dumps(args)], env=env, check=True, capture_output=True)
+        fit(train_file, seed, QUANTIZE, **FASTTEXT).save_model(str(model_path))
     return lines
 
 

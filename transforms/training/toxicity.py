@@ -12,10 +12,8 @@ Protocol; val is read once, at the very end:
 3. The final model is trained on all of train, quantized and saved; per-task macro-F1 on val at that threshold
    goes to metrics.json beside it.
 
-Determinism: one training thread and a fixed seed. fastText initialises only the first tenth of its input matrix when
-thread < 10 and this build leaves the rest as whatever the allocator returns, so reused heap memory gives different
-models from run to run, or "Encountered NaN". Params therefore keeps that matrix above glibc's largest mmap
-threshold (32 MiB), where every allocation is fresh zeroed pages.
+Determinism: one training thread, a fixed seed and fresh memory for fastText's input matrix
+(transforms/training/fasttext_fit.py).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from pathlib import Path
 import fasttext
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from transforms.stages.toxicity import (
     CLEAN_LABEL,
@@ -39,10 +37,10 @@ from transforms.stages.toxicity import (
     prepare_series,
     toxic_probability,
 )
+from transforms.training import fasttext_fit
 
 TASKS = ("offensive", "hate")
 CARD_FILE = "MODEL_CARD.md"
-MMAP_FLOOR_BYTES = 32 * 2**20
 RELABEL_AT = 0.5  # P(offensive) from which a hate-set negative counts as toxic
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
@@ -59,15 +57,6 @@ class Params(BaseModel):
     minn: int = 3
     maxn: int = 3
     bucket: int = 2_000_000
-
-    @model_validator(mode="after")
-    def _fresh_input_matrix(self) -> Params:
-        # fastText drops the hash buckets when there are no n-grams, which would shrink the matrix onto the heap.
-        if self.word_ngrams < 2 and self.maxn == 0:
-            raise ValueError("needs word n-grams or char n-grams (see the module docstring: determinism)")
-        if self.bucket * self.dim * 4 <= MMAP_FLOOR_BYTES:
-            raise ValueError(f"bucket * dim * 4 must exceed {MMAP_FLOOR_BYTES} bytes (see the module docstring)")
-        return self
 
 
 class Quantization(BaseModel):
@@ -152,8 +141,10 @@ def fit(
     """One fastText model on one thread (deterministic), optionally quantized."""
     data = _write_training_file(Path(workdir) / "train.txt", prepared, labels)
     p = params.model_dump()
-    model = fasttext.train_supervised(
-        input=str(data),
+    return fasttext_fit.fit(
+        data,
+        seed,
+        quantization.model_dump() | {"qnorm": True} if quantization is not None else None,
         dim=p["dim"],
         epoch=p["epoch"],
         lr=p["lr"],
@@ -163,20 +154,7 @@ def fit(
         bucket=p["bucket"],
         loss="softmax",
         minCount=1,
-        thread=1,
-        seed=seed,
-        verbose=0,
     )
-    if quantization is not None:
-        model.quantize(
-            input=str(data),
-            retrain=quantization.retrain,
-            cutoff=quantization.cutoff,
-            dsub=quantization.dsub,
-            qnorm=True,
-            thread=1,
-        )
-    return model
 
 
 class Corpus:
@@ -197,7 +175,7 @@ class Corpus:
         texts = {t: self.texts[t].filter(pl.Series(keep[t])) for t in TASKS}
         labels = {t: self.labels[t][keep[t]] for t in TASKS}
         offensive = fit(texts["offensive"], labels["offensive"], params, seed, workdir)
-        seen_offensive = toxic_probability(offensive, texts["hate"].to_list()) >= RELABEL_AT
+        seen_offensive = toxic_probability(offensive, texts["hate"]) >= RELABEL_AT
         hate_completed = np.maximum(labels["hate"], seen_offensive.astype(np.int64))
         return (
             pl.concat([texts["offensive"], texts["hate"]]),
@@ -213,7 +191,7 @@ class Corpus:
             model = fit(texts, labels, params, seed, workdir, quantization)
             for task in TASKS:
                 rows = self.folds[task] == held
-                probs[task][rows] = toxic_probability(model, self.texts[task].filter(pl.Series(rows)).to_list())
+                probs[task][rows] = toxic_probability(model, self.texts[task].filter(pl.Series(rows)))
         return probs
 
 
@@ -259,7 +237,7 @@ def train_toxicity(
     val = {}
     for task in TASKS:
         texts, labels = load_split(data_dir, task, "val")
-        probs = toxic_probability(shipped, prepare_series(texts).to_list())
+        probs = toxic_probability(shipped, prepare_series(texts))
         val[task] = float(macro_f1(labels, probs, np.array([threshold]))[0])
     metrics = {
         "model_file": MODEL_FILE,
