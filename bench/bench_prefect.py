@@ -35,7 +35,7 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 FLOW = """
 import json, shutil, sys, time
 import flows
-from flows.curate import curate
+from flows.curate import curate_here as curate  # what `tweetmill run` calls
 from transforms.config import load_config
 shutil.rmtree(sys.argv[2], ignore_errors=True)
 t = time.perf_counter()

@@ -76,7 +76,7 @@ def _outcome(state):
 
 
 def cmd_run(args) -> int:
-    from flows.curate import curate
+    from flows.curate import curate_here
     from transforms import pipeline
     from transforms.readers import expand_inputs
 
@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
-        report = _outcome(curate(args.inputs, str(args.output), config, mode=args.mode, return_state=True))
+        report = _outcome(curate_here(args.inputs, str(args.output), config, mode=args.mode, return_state=True))
     _print_funnel(report)
     print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
           f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")

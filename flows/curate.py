@@ -6,12 +6,15 @@ bad data. Finished steps are kept by the pipeline itself (transforms/steps.py), 
 """
 
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Failed
 
 from transforms.config import ConfigError, PipelineConfig
@@ -134,6 +137,18 @@ def curate(
     report = publish(c)
     create_markdown_artifact(funnel_markdown(report), key="tweetmill-funnel", description="records per stage")
     return report
+
+
+def curate_here(inputs: list[str], table: str, config: PipelineConfig = PipelineConfig(),
+                mode: Literal["append", "overwrite"] = "append", **options):
+    """Run `curate` in this process, as `tweetmill run` does. Without flow-run heartbeats unless the user set
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY: they exist so that an automation can mark a deployment's run Crashed when its
+    worker dies (scheduled runs keep them), while here the user watches the process, and Prefect 3.9 waits up to a
+    second at the end of every run for the heartbeat thread to notice it should stop."""
+    keep = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in os.environ
+    settings = contextlib.nullcontext() if keep else temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with settings:
+        return curate(inputs, table, config, mode=mode, **options)
 
 
 @flow(name="curate-landing")
