@@ -13,9 +13,9 @@ def make_engine(name: str, *, part_rows: int, progress: Callable[[int], None] | 
     if name == "polars":
         from transforms.engines.polars import PolarsEngine
 
-        unknown = sorted(set(options) - {"staging_compression"})
+        unknown = sorted(set(options) - {"staging_compression", "threads"})
         if unknown:
-            raise ValueError(f"unknown polars engine options {unknown}; known: staging_compression")
+            raise ValueError(f"unknown polars engine options {unknown}; known: staging_compression, threads")
         return PolarsEngine(part_rows=part_rows, progress=progress, **options)
     if name == "spark":
         from transforms.engines.spark import SparkEngine

@@ -7,9 +7,11 @@ finished step can be kept for a resumed run.
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +34,22 @@ from transforms.engines.key_groups import KeyGroups
 from transforms.engines.staging import Compression, PartWriter, read_part, read_parts, write_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
+
+def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """fn over items on `workers` threads, results in input order, at most `workers` items in flight (so memory
+    stays bounded by a few parts). Pays off for work that releases the GIL (polars, pyarrow, numpy)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
 
 class TableLog:
     """Appends rows of a fixed schema to one Parquet file, streaming."""
@@ -56,8 +74,9 @@ class PolarsEngine:
     name = "polars"
 
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None,
-                 staging_compression: Compression = None):
+                 staging_compression: Compression = None, threads: int | None = None):
         self.part_rows, self.staging_compression = part_rows, staging_compression
+        self.threads = max(1, threads or os.cpu_count() or 1)  # parts a thread-safe stage works on at once
         self.progress = progress or (lambda n: None)
 
     def _writer(self, out_dir: Path) -> PartWriter:
@@ -109,9 +128,9 @@ class PolarsEngine:
         drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         rows_in = 0
-        for table in read_parts(parts):
+        threads = self.threads if stage.thread_safe else 1
+        for table, reasons in ordered_map(lambda t: apply_batch_stage(stage, t), read_parts(parts), threads):
             rows_in += table.num_rows
-            table, reasons = apply_batch_stage(stage, table)
             self._finish_table(stage, table, reasons, None, annotate_only, writer, drops, counts)
         out = writer.close()
         return StepResult(out, rows_in, writer.rows, counts, drops.close())
@@ -187,18 +206,17 @@ class PolarsEngine:
         """_run_dedupe for exact-key stages, in memory that does not grow with the input (see key_groups.py)."""
         h = history.num_rows if history is not None else 0
         sizes = [read_part(p).num_rows for p in parts]
-        groups = KeyGroups(out_dir / "groups", h + sum(sizes), self.part_rows)
+        starts = np.cumsum([h] + sizes)  # each part's first global row
+        groups = KeyGroups(out_dir / "groups", int(starts[-1]), self.part_rows)
+        threads = self.threads if stage.thread_safe else 1
         if h:
             keys = stage.history_keys(history)
             ids = history.column("id").cast(pa.uint64()).to_numpy()
             rows = keys.column("row").to_numpy()
             groups.add(keys.column("key").to_numpy(), rows, None, ids[rows], published=True)
-        # Pass 1: each part's keys, spilled by bucket; its own columns kept beside it for pass 2.
-        annotated, offset = [], h
-        for i, table in enumerate(read_parts(parts)):
+
+        def sketch(table: pa.Table):
             columns = stage.annotate(table)
-            annotated.append(out_dir / "groups" / f"columns-{i:05d}.arrow")
-            write_part(columns, annotated[-1])
             table = merge_columns(table, columns)
             keys, pins = stage.keys(table), stage.pinned(table)
             if pins is not None:
@@ -206,25 +224,31 @@ class PolarsEngine:
             rows = keys.column("row").to_numpy()
             created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
             ids = table.column("id").cast(pa.uint64()).to_numpy()
-            groups.add(keys.column("key").to_numpy(), rows + offset, created[rows], ids[rows])
-            offset += table.num_rows
+            return columns, keys.column("key").to_numpy(), rows, created[rows], ids[rows]
+
+        # Pass 1: each part's keys, spilled by bucket; its own columns kept beside it for pass 2.
+        annotated = [out_dir / "groups" / f"columns-{i:05d}.arrow" for i in range(len(parts))]
+        for i, (columns, keys, rows, created, ids) in enumerate(ordered_map(sketch, read_parts(parts), threads)):
+            write_part(columns, annotated[i])
+            groups.add(keys, rows + starts[i], created, ids)
         groups.solve()
+
+        def judge(i: int):
+            table = merge_columns(read_part(parts[i]), read_part(annotated[i]))
+            is_dup, rep_id, size = groups.verdict(int(starts[i]), table.num_rows,
+                                                  table.column("id").cast(pa.uint64()).to_numpy())
+            dup_of = pc.if_else(pa.array(is_dup), pa.array(rep_id).cast(pa.string()), pa.scalar(None, pa.string()))
+            return dedupe_columns(stage, table, dup_of, pa.array(size), stage.pinned(table))
+
         # Pass 2: each row's verdict, part by part.
         writer = self._writer(out_dir)
         drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
-        offset = h
-        for i, table in enumerate(read_parts(parts)):
-            table = merge_columns(table, read_part(annotated[i]))
-            ids = table.column("id").cast(pa.uint64()).to_numpy()
-            is_dup, rep_id, size = groups.verdict(offset, table.num_rows, ids)
-            dup_of = pc.if_else(pa.array(is_dup), pa.array(rep_id).cast(pa.string()), pa.scalar(None, pa.string()))
-            table, reasons = dedupe_columns(stage, table, dup_of, pa.array(size), stage.pinned(table))
+        for table, reasons in ordered_map(judge, range(len(parts)), threads):
             self._finish_table(stage, table, reasons, table.column(stage.dup_of_column), annotate_only, writer, drops, counts)
-            offset += table.num_rows
         groups.close()
         out = writer.close()
-        return StepResult(out, offset - h, writer.rows, counts, drops.close())
+        return StepResult(out, sum(sizes), writer.rows, counts, drops.close())
 
     # -- output ---------------------------------------------------------------------------------------------------
     def write_shards(

@@ -41,6 +41,9 @@ class Stage:
     writes: ClassVar[tuple[pa.Field, ...]] = ()
     # Columns in `writes` that are working data and never published (they may hold personal data).
     internal: ClassVar[tuple[str, ...]] = ()
+    # True when the stage's methods may run on several tables at once in threads of one process (pure, no shared
+    # mutable state, and the work releases the GIL): the polars engine then overlaps parts.
+    thread_safe: ClassVar[bool] = False
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.Config()

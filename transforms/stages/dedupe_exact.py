@@ -27,6 +27,7 @@ class DedupeExact(DedupeStage):
     dup_of_column = "exact_dup_of"
     cluster_size_column = "exact_cluster_size"
     one_key_per_row = True
+    thread_safe = True  # hashing and Arrow kernels on the table alone
 
     def _hashes(self, table: pa.Table) -> np.ndarray:
         return hash64(table.column("dedupe_key"))

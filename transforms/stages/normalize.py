@@ -122,6 +122,7 @@ class Normalize(BatchStage):
     reads = ("text",)
     writes = (pa.field("text", pa.string()), pa.field("dedupe_key", pa.string()))
     internal = ("dedupe_key",)  # holds the raw words of the tweet: never published
+    thread_safe = True  # polars expressions on the batch alone
 
     def annotate(self, table: pa.Table) -> pa.Table:
         text = unescape(pl.from_arrow(table.column("text")).cast(pl.String))
