@@ -1,10 +1,12 @@
-"""Time of the curated-suite gate on curated-looking output (every stage's columns), default 1M rows.
+"""Time of both data-quality suites, default 1M rows: the curated gate on curated-looking output (every stage's
+columns) and the raw suite on the same rows as the ingest step hands them over (Arrow tables).
 
     .venv/bin/python bench/bench_gate.py [--n 1000000] [--out /tmp/tweetmill_bench_gate]
 
 Shards are generated deterministically (seeded, tests/curated.py) once per size and reused. Reported: the Great
 Expectations import (paid once per process), the check-frame build (polars reads + residual-PII regexes), and the
-whole validate_output call (frames, GX validations, result JSON and Data Docs). Target: under 30 s for 1M rows.
+whole validate_output / validate_input calls (frames, GX validations, result JSON and Data Docs). Target: under 30 s
+for 1M rows.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from expectations import frames  # noqa: E402
-from expectations.gate import validate_output  # noqa: E402
+from expectations.gate import validate_input, validate_output  # noqa: E402
 from expectations.parameters import suite_parameters  # noqa: E402
 from tests.curated import ALL_STAGES, curated_rows, report_for, write_shards  # noqa: E402
 from transforms.config import PipelineConfig  # noqa: E402
+from transforms.schema import TWEET_SCHEMA  # noqa: E402
 
 CONFIG = PipelineConfig(settings={"langid": {"languages": ["de", "en", "es", "fr"]}})
 
@@ -60,6 +65,10 @@ def main() -> None:
     t0 = time.perf_counter()
     result = validate_output(shards, config=CONFIG, report=report, out_dir=gate_dir)
     t_gate = time.perf_counter() - t0
+    tables = [pq.read_table(s, columns=TWEET_SCHEMA.names) for s in shards]  # the canonical columns only
+    t0 = time.perf_counter()
+    raw = validate_input(tables, out_dir=args.out / f"n{args.n}" / "raw")
+    t_raw = time.perf_counter() - t0
     print(json.dumps({
         "rows": args.n,
         "shards": len(shards),
@@ -69,6 +78,8 @@ def main() -> None:
         "rows_per_s": round(args.n / t_gate),
         "success": result.success,
         "expectations": result.evaluated,
+        "raw_suite_s": round(t_raw, 2),
+        "raw_success": raw.success,
     }, indent=1))
 
 
