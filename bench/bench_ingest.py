@@ -85,7 +85,7 @@ def median_run(repeat: int, code: str, *args: str) -> dict:
 
 
 def main() -> None:
-    from bench.corpus import write_v2_jsonl
+    from bench.corpus import corpus_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
@@ -93,12 +93,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement, alternating; the median is shown")
     args = ap.parse_args()
     work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
     rows, steps, spreads = [], [], []
     for n in args.sizes:
-        src = work / f"v2_{n}.jsonl"
-        if not src.exists():
-            write_v2_jsonl(src, n, seed=0)
+        src = corpus_file(work, n)
         size_mb = src.stat().st_size / 1e6
         tm = median_run(args.repeat, TWEETMILL, str(src), str(work / f"table_{n}"), "no-gate")
         bp = median_run(args.repeat, BARE_POLARS, str(src))

@@ -24,7 +24,7 @@ ALL_STAGES = "normalize,dedupe_exact,langid,dedupe_minhash,toxicity,pii"
 
 
 def main() -> None:
-    from bench.corpus import write_v2_jsonl
+    from bench.corpus import corpus_file
     from transforms.config import load_config
     from transforms.pipeline import Curation
 
@@ -34,10 +34,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/tweetmill-bench")
     args = ap.parse_args()
     work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"v2_{args.n}.jsonl"
-    if not src.exists():
-        write_v2_jsonl(src, args.n, seed=0)
+    src = corpus_file(work, args.n)
     os.environ.setdefault("TWEETMILL_PII_KEY", "benchmark-only-pseudonym-key")  # the pii stage needs one
     table = work / "table_pipeline"
     shutil.rmtree(table, ignore_errors=True)

@@ -51,7 +51,7 @@ def _port() -> int:
 
 
 def main() -> None:
-    from bench.corpus import write_v2_jsonl
+    from bench.corpus import corpus_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -60,10 +60,7 @@ def main() -> None:
     ap.add_argument("--stages", default="", help="comma-separated stages (default: the default pipeline)")
     args = ap.parse_args()
     work = Path(args.dir)
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / f"v2_{args.n}.jsonl"
-    if not src.exists():
-        write_v2_jsonl(src, args.n, seed=0)
+    src = corpus_file(work, args.n)
     home = tempfile.mkdtemp(prefix="prefect-bench-")
     env = {**os.environ, "PREFECT_HOME": home, "PREFECT_PORT": str(_port()), "PREFECT_BIN": str(Path(sys.executable).parent / "prefect")}
     subprocess.run([str(ROOT / "infra/prefect/start-server.sh")], env=env, check=True, capture_output=True)

@@ -133,6 +133,15 @@ def write_text_corpus(n: int, seed: int = 0, dup_rate: float = 0.1, near_dup_rat
     return conform(table, TWEET_SCHEMA)
 
 
+def corpus_file(folder: Path, n: int) -> Path:
+    """The shared n-tweet v2 corpus in `folder` (seed 0), written on first use and reused by every benchmark."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"v2_{n}.jsonl"
+    if not path.exists():
+        write_v2_jsonl(path, n, seed=0)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
@@ -152,3 +161,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

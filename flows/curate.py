@@ -55,14 +55,19 @@ def run_stage(c: Curation, index: int, name: str) -> dict:
     return {k: v for k, v in summary.items() if k != "drops"}
 
 
-@task(name="validate-input", task_run_name="validate-input", cache_policy=NO_CACHE)  # a verdict: no retry
-def validate_input(c: Curation):
+def _verdict(check, key: str, description: str):
+    """A data-quality suite's verdict, pass or fail, with its summary as an artifact (the flow decides what follows)."""
     try:
-        gate = c.validate_input()
+        gate = check()
     except GateFailed as e:
         gate = e.gate
-    create_markdown_artifact(gate.summary_markdown(), key="tweetmill-input-gate", description="raw input suite")
+    create_markdown_artifact(gate.summary_markdown(), key=key, description=description)
     return gate
+
+
+@task(name="validate-input", task_run_name="validate-input", cache_policy=NO_CACHE)  # a verdict: no retry
+def validate_input(c: Curation):
+    return _verdict(c.validate_input, "tweetmill-input-gate", "raw input suite")
 
 
 @step(name="write-shards", task_run_name="write-shards")
@@ -72,12 +77,7 @@ def write_shards(c: Curation) -> int:
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE)  # a verdict on the data: retrying cannot change it
 def validate(c: Curation):
-    try:
-        gate = c.validate()
-    except GateFailed as e:
-        gate = e.gate
-    create_markdown_artifact(gate.summary_markdown(), key="tweetmill-quality-gate", description="data-quality suite")
-    return gate
+    return _verdict(c.validate, "tweetmill-quality-gate", "data-quality suite")
 
 
 @step(name="publish", task_run_name="publish")
