@@ -20,6 +20,7 @@ from transforms.training.toxicity import (
     stratified_folds,
     train_toxicity,
 )
+from transforms.training.teacher import TeacherSettings
 
 METRICS = json.loads((DEFAULT_MODEL.parent / "metrics.json").read_text())
 # What the model card claims on TweetEval val, at the shipped threshold (metrics.json holds the exact figures).
@@ -183,7 +184,7 @@ def test_stratified_folds_keep_balance_and_are_seeded():
 def test_fits_are_identical_after_heap_churn(tmp_path):
     """fastText leaves most of its input matrix uninitialised with one thread (transforms/training/fasttext_fit.py):
     a small matrix must not pick up the garbage that earlier, freed allocations leave on the heap."""
-    _synthetic_tweeteval(tmp_path)
+    _synthetic_tweeteval(tmp_path, neutral=np.array([f"w{i}" for i in range(300)]))
     texts, labels = load_split(tmp_path, "offensive", "train")
     params = Params(dim=16, epoch=5, lr=0.5, word_ngrams=1, minn=0, maxn=0, bucket=0)  # a 300 x 16 matrix
     outputs = []
@@ -195,11 +196,17 @@ def test_fits_are_identical_after_heap_churn(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
 
 
-def _synthetic_tweeteval(root, seed=0):
-    """TweetEval's layout with made-up words: positives carry one of their task's marker words."""
+EVERYDAY_WORDS = np.array(
+    "table garden river morning coffee music window train paper bread summer city phone street light game friend "
+    "school water chair cloud market bridge apple pencil forest ticket kitchen doctor winter".split()
+)
+
+
+def _synthetic_tweeteval(root, seed=0, neutral=EVERYDAY_WORDS):
+    """TweetEval's layout: `neutral` words, and positives carry one of their task's marker words (real words, so
+    that even a briefly fine-tuned MiniLM teacher tells them apart)."""
     rng = np.random.default_rng(seed)
-    neutral = np.array([f"w{i}" for i in range(300)])
-    markers = {"offensive": np.array(["zorp", "blik", "varn"]), "hate": np.array(["quax", "drell", "fimb"])}
+    markers = {"offensive": np.array(["idiot", "moron", "scum"]), "hate": np.array(["vermin", "invaders", "parasites"])}
     for task in TASKS:
         (root / task).mkdir(parents=True)
         for split, n in (("train", 400), ("val", 200)):
@@ -208,18 +215,28 @@ def _synthetic_tweeteval(root, seed=0):
             marker = pl.Series(np.where(labels == 1, " " + rng.choice(markers[task], n), ""))
             (root / task / f"{split}_text.txt").write_text("\n".join((words + marker).to_list()) + "\n")
             np.savetxt(root / task / f"{split}_labels.txt", labels, fmt="%d")
+    # An unlabeled source beside it, in the shared data's layout, for the teacher to label.
+    pool = root.parent / "xlm_t" / "english"
+    pool.mkdir(parents=True)
+    words = pl.Series(rng.choice(neutral, size=(200, 8)).tolist()).list.join(" ")
+    marker = pl.Series(np.where(rng.integers(0, 2, 200) == 1, " " + rng.choice(markers["offensive"], 200), ""))
+    (pool / "train_text.txt").write_text("\n".join((words + marker).to_list()) + "\n")
 
 
+@pytest.mark.slow
 def test_training_is_reproducible(tmp_path):
     _synthetic_tweeteval(tmp_path / "data")
     settings = dict(
         grid=(Params(dim=16, epoch=5, lr=0.5, word_ngrams=2, minn=0, maxn=0, bucket=600_000),),
         folds=2,
         quantization=Quantization(cutoff=5_000),
+        teacher=TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=16, threads=1),
     )
     first = train_toxicity(tmp_path / "data", tmp_path / "a", seed=7, **settings)
     second = train_toxicity(tmp_path / "data", tmp_path / "b", seed=7, **settings)
-    assert first == second
+    assert first == second  # the teacher's labels and figures too
+    assert first["pool"]["sources"]["xlm_t english train"] == 200
+    assert first["pool"]["rows_used"] > 0
     assert (tmp_path / "a" / "toxicity.ftz").read_bytes() == (tmp_path / "b" / "toxicity.ftz").read_bytes()
     assert all(f > 0.9 for f in first["val_macro_f1"].values())
     texts = load_split(tmp_path / "data", "hate", "val")[0].to_list()
