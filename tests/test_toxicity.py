@@ -24,7 +24,7 @@ from transforms.training.teacher import TeacherSettings
 
 METRICS = json.loads((DEFAULT_MODEL.parent / "metrics.json").read_text())
 # What the model card claims on TweetEval val, at the shipped threshold (metrics.json holds the exact figures).
-CLAIMED_VAL_MACRO_F1 = {"offensive": 0.72, "hate": 0.64}
+CLAIMED_VAL_MACRO_F1 = {"offensive": 0.74, "hate": 0.64}
 
 # Hand-written, unmistakable cases for the shipped model.
 INSULTS = [
