@@ -4,7 +4,7 @@
 
 Fold 0 of the training run's own stratified 5-fold split (seed 0) of each TweetEval train set is held out. The
 MiniLM teacher is fine-tuned on the offensive rows outside it (train_toxicity's Corpus, `teacher_held_fold=0`), and
-students of the shipped shape (models/toxicity/metrics.json: params and quantization) are trained on growing
+students of the shipped shape (transforms/models/toxicity/metrics.json: params and quantization) are trained on growing
 training sets built from the same Corpus, all without fold 0. Each is scored on the held-out offensive and hate rows:
 macro-F1 at their best shared threshold (an optimistic but equal yardstick for every row) and at 0.5.
 Val is not read. Takes ~35 min on 2 cores (teacher fine-tuning and labelling ~100k tweets are most of it).
@@ -25,7 +25,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transforms.stages.toxicity import METRICS_FILE, prepare_series, toxic_probability  # noqa: E402
+from transforms.stages.toxicity import METRICS_FILE, MODEL_DIR, prepare_series, toxic_probability  # noqa: E402
 from transforms.training.teacher import Teacher, TeacherSettings, perturbed_copies  # noqa: E402
 from transforms.training.toxicity import (  # noqa: E402
     COPIES,
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    shipped = json.loads((REPO / "models" / "toxicity" / METRICS_FILE).read_text())
+    shipped = json.loads((MODEL_DIR / METRICS_FILE).read_text())
     params, quantization = Params(**shipped["params"]), Quantization(**shipped["quantization"])
 
     started = time.perf_counter()

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     vac.add_argument("--dry-run", action="store_true")
     vac.set_defaults(func=cmd_vacuum)
 
-    models = Path(__file__).resolve().parents[1] / "models"
+    models = Path(__file__).resolve().parents[1] / "transforms" / "models"  # package data: beside the code
     for name, what, sub_dir in (("train-toxicity", "the toxicity model (TweetEval train and a MiniLM teacher; ~1 h on 2 cores)", "toxicity"),
                                 ("train-langid", "the supplementary language-ID model", "langid")):
         tr = sub.add_parser(name, help=f"retrain {what}, reproducibly (seeded)")

