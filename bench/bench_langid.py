@@ -1,6 +1,7 @@
 """Throughput of the langid stage on one core, next to plain fastText predict on the raw strings.
 
     .venv/bin/python bench/bench_langid.py [--n 1000000] [--batch 250000] [--data ../shared/data] [--json out.json]
+                                           [--supplement other.ftz]   # time another supplement model
 
 Input: XLM-T val tweets (8 languages), repeated and perturbed (seeded) to --n rows: each copy's words are rotated by
 a random offset and random tweet furniture is added (mentions, URLs, hashtags, emoji, numbers, "RT @x:"). From 2,916
@@ -29,7 +30,7 @@ import pyarrow as pa  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms.stages.langid import LanguageId, LanguageIdConfig, clean_text  # noqa: E402
+from transforms.stages.langid import DEFAULT_SUPPLEMENT, LanguageId, LanguageIdConfig, clean_text  # noqa: E402
 from transforms.training.langid import XLMT_LANGUAGES, XLMT_ROMANISED, load_xlmt  # noqa: E402
 
 PREFIXES = ["", "", "", "RT @newsdesk: ", "@maria_22 ", "@a @b_c "]
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=250_000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--supplement", type=Path, default=DEFAULT_SUPPLEMENT, help="the supplement to time")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
@@ -69,7 +71,7 @@ def main() -> None:
     batches = [pa.table({"text": texts.slice(i, args.batch).to_arrow()}) for i in range(0, args.n, args.batch)]
     raw_lists = [b.column("text").to_pylist() for b in batches]
 
-    stage = LanguageId(LanguageIdConfig())
+    stage = LanguageId(LanguageIdConfig(supplement_path=args.supplement))
     setup_s = timed(stage.ensure_setup)[0]
 
     def run_stage(batch: pa.Table) -> None:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transforms.stages.langid import LanguageIdConfig  # noqa: E402
 from transforms.training.langid import (  # noqa: E402
     accuracy,
+    english_tweets,
     evaluate,
     fit_supplement,
     load_xlmt,
@@ -53,7 +54,7 @@ def dev_grid(data_dir: Path) -> None:
     xlmt = load_xlmt(data_dir, "train")
     dev_rows = np.random.default_rng(DEV_SEED).random(xlmt.height) < DEV_FRACTION
     tweetlid_fit, tweetlid_dev = split_by_user(split_tweetlid(data_dir)[0], DEV_SEED, DEV_FRACTION)
-    fit = pl.concat([xlmt.filter(~pl.Series(dev_rows)), tweetlid_fit.drop("user")])
+    fit = pl.concat([xlmt.filter(~pl.Series(dev_rows)), tweetlid_fit.drop("user"), english_tweets(data_dir)])
     dev = {"xlmt_dev": xlmt.filter(pl.Series(dev_rows)), "tweetlid_dev": tweetlid_dev.drop("user")}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "dev.ftz"

@@ -19,7 +19,8 @@ from transforms.stages.langid import LanguageId, LanguageIdConfig
 from transforms.stages.toxicity import Toxicity, ToxicityConfig
 
 assert transforms.__file__.startswith(sys.argv[1]), transforms.__file__
-texts = pa.table({"text": ["shut up you stupid idiot, nobody cares what you think", "lovely walk by the river this morning"]})
+texts = ["shut up you stupid idiot, nobody cares what you think", "lovely walk by the river this morning"]
+texts = pa.table({"text": texts})
 for stage in (LanguageId(LanguageIdConfig()), Toxicity(ToxicityConfig())):
     stage.ensure_setup()
     added = stage.annotate(texts)  # the stage's own columns

@@ -16,7 +16,7 @@ import polars as pl
 SEMEVAL_FILES = ("2013train", "2013dev", "2015train", "2016train", "2016dev")  # SemEval-2013..16 task 4A, no test
 
 
-def _semeval(root: Path) -> list[str]:
+def semeval_tweets(root: Path) -> list[str]:
     texts = []
     for name in SEMEVAL_FILES:
         path = root / "semeval2017_task4a" / "downloaded" / f"twitter-{name}-A.tsv"
@@ -53,7 +53,7 @@ def _xlm_t_english(root: Path) -> list[str]:
 
 
 SOURCES = {
-    "semeval2013-16 train/dev": _semeval,
+    "semeval2013-16 train/dev": semeval_tweets,
     "crisislex T6 + T26": _crisislex,
     "broad_twitter_corpus a, b, e": _broad_twitter_corpus,
     "xlm_t english train": _xlm_t_english,
