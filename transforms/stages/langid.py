@@ -6,7 +6,8 @@ Two fastText models, loaded once per worker:
 - a small supplementary model (transforms/models/langid/supplement.ftz, package data, trained on tweets by
   transforms/training/langid.py) that knows only the languages lid.176 confuses on tweets (Iberian languages above
   all). It is asked only when the general model is unsure (top-1 < `supplement_below`), and it only redistributes
-  the probability the general model gave to its languages, so it cannot pull a tweet into its set from a language it does not know.
+  the probability the general model gave to its languages, so it cannot pull a tweet into its set from a language
+  it does not know.
 
 Tweets are cleaned first (mentions, URLs, "RT", "#", numbers, punctuation, emoji out; lowercased; elongations cut),
 because lid models were trained on clean prose. A tweet with nothing left is "und". When `languages` is set, the best

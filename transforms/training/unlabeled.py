@@ -17,6 +17,7 @@ SEMEVAL_FILES = ("2013train", "2013dev", "2015train", "2016train", "2016dev")  #
 
 
 def semeval_tweets(root: Path) -> list[str]:
+    """The texts of SemEval-2013..16 task 4A's train and dev files (English; also the langid supplement's English)."""
     texts = []
     for name in SEMEVAL_FILES:
         path = root / "semeval2017_task4a" / "downloaded" / f"twitter-{name}-A.tsv"
