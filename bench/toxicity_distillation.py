@@ -4,10 +4,10 @@
 
 Fold 0 of the training run's own stratified 5-fold split (seed 0) of each TweetEval train set is held out. The
 MiniLM teacher is fine-tuned on the offensive rows outside it (train_toxicity's Corpus, `teacher_held_fold=0`), and
-students of the shipped shape (transforms/models/toxicity/metrics.json: params and quantization) are trained on growing
-training sets built from the same Corpus, all without fold 0. Each is scored on the held-out offensive and hate rows:
-macro-F1 at their best shared threshold (an optimistic but equal yardstick for every row) and at 0.5.
-Val is not read. Takes ~35 min on 2 cores (teacher fine-tuning and labelling ~100k tweets are most of it).
+students of the shipped shape (transforms/models/toxicity/metrics.json: params and quantization) are trained on
+growing training sets built from the same Corpus' training parts, all without fold 0. Each is scored on the
+held-out offensive and hate rows: macro-F1 at their best shared threshold (an optimistic but equal yardstick for
+every row) and at 0.5. Val is not read. Takes ~35 min on 2 cores (teacher fine-tuning and labelling ~100k tweets are most of it).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from transforms.training.toxicity import (  # noqa: E402
     fit,
     load_split,
     macro_f1,
+    shuffled,
     tweeteval_dir,
 )
 
@@ -45,14 +46,13 @@ HELD = 0
 
 def training_sets(corpus: Corpus, hate_copies: pl.Series, hate_copy_seen: np.ndarray) -> dict:
     """Named training sets, each a list of (texts, labels) parts, all without the held-out fold's rows."""
-    out = {t: corpus.folds[t] != HELD for t in TASKS}
-    gold = [(corpus.texts[t].filter(pl.Series(out[t])), corpus.labels[t][out[t]]) for t in TASKS]
-    completed = [gold[0], (gold[1][0], corpus.hate_completed[out["hate"]])]
-    pool = [(corpus.pool_texts, corpus.pool_labels)]
-    copy_out = out["offensive"][corpus.copy_source]
-    copies = [(corpus.copy_texts.filter(pl.Series(copy_out)), corpus.copy_labels[copy_out])]
+    parts = corpus.training_parts(HELD)
+    out = corpus.folds["hate"] != HELD
+    completed = [parts["offensive"], parts["hate"]]
+    gold = [parts["offensive"], (parts["hate"][0], corpus.labels["hate"][out])]
+    pool, copies = [parts["pool"]], [parts["copies"]]
     hate_source = np.repeat(np.arange(len(corpus.labels["hate"])), COPIES)
-    hate_out = out["hate"][hate_source]
+    hate_out = out[hate_source]
     teacher_says = (hate_copies.filter(pl.Series(hate_out)), hate_copy_seen[hate_out])
     kept_toxic = (teacher_says[0], np.maximum(teacher_says[1], corpus.labels["hate"][hate_source][hate_out]))
     shipped = completed + pool + copies
@@ -64,12 +64,6 @@ def training_sets(corpus: Corpus, hate_copies: pl.Series, hate_copy_seen: np.nda
         "shipped + 2 copies of each hate-set tweet, teacher labels": shipped + [teacher_says],
         "shipped + 2 copies of each hate-set tweet, hateful ones kept toxic": shipped + [kept_toxic],
     }
-
-
-def shuffled(parts: list, seed: int) -> tuple[pl.Series, np.ndarray]:
-    texts, labels = pl.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    order = np.random.default_rng(seed).permutation(len(labels))
-    return texts.gather(order), labels[order]
 
 
 def scores(labels: dict, probs: dict) -> dict:

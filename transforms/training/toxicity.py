@@ -214,22 +214,20 @@ class Corpus:
         self.pool_texts = prepare_series(pool.filter(pl.Series(sure)))
         self.pool_labels = (p[sure] >= 0.5).astype(np.int64)
 
-    def completed_training_set(self, held_fold: int | None) -> tuple[pl.Series, np.ndarray]:
-        """Both tasks' rows outside `held_fold` (hate negatives completed by the teacher), the teacher-labelled copies
-        of those offensive-set rows, and the teacher-labelled pool, in a seeded random order (fastText reads its file
-        in order, and its learning rate decays as it goes)."""
+    def training_parts(self, held_fold: int | None) -> dict[str, tuple[pl.Series, np.ndarray]]:
+        """(texts, labels) by kind, without `held_fold`: each task's rows (hate negatives completed by the teacher),
+        the teacher-labelled copies of those offensive-set rows, and the teacher-labelled pool."""
         keep = {t: self.folds[t] != held_fold for t in TASKS}
-        keep_copy = pl.Series(keep["offensive"][self.copy_source])
+        keep_copy = keep["offensive"][self.copy_source]
         gold = {"offensive": self.labels["offensive"], "hate": self.hate_completed}
-        texts = pl.concat(
-            [self.texts[t].filter(pl.Series(keep[t])) for t in TASKS]
-            + [self.copy_texts.filter(keep_copy), self.pool_texts]
-        )
-        labels = np.concatenate(
-            [gold[t][keep[t]] for t in TASKS] + [self.copy_labels[keep_copy.to_numpy()], self.pool_labels]
-        )
-        order = np.random.default_rng(self.seed).permutation(len(labels))
-        return texts.gather(order), labels[order]
+        return {t: (self.texts[t].filter(pl.Series(keep[t])), gold[t][keep[t]]) for t in TASKS} | {
+            "copies": (self.copy_texts.filter(pl.Series(keep_copy)), self.copy_labels[keep_copy]),
+            "pool": (self.pool_texts, self.pool_labels),
+        }
+
+    def completed_training_set(self, held_fold: int | None) -> tuple[pl.Series, np.ndarray]:
+        """All of `training_parts`, shuffled."""
+        return shuffled(list(self.training_parts(held_fold).values()), self.seed)
 
     def out_of_fold(self, params: Params, seed: int, workdir: Path, quantization: Quantization | None) -> dict:
         """Per task, P(toxic) for every train row from the model that did not see its fold."""
@@ -241,6 +239,14 @@ class Corpus:
                 rows = self.folds[task] == held
                 probs[task][rows] = toxic_probability(model, self.texts[task].filter(pl.Series(rows)))
         return probs
+
+
+def shuffled(parts: list[tuple[pl.Series, np.ndarray]], seed: int) -> tuple[pl.Series, np.ndarray]:
+    """The parts' rows in one seeded random order: fastText reads its file in order, and its learning rate decays as
+    it goes."""
+    texts, labels = pl.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    order = np.random.default_rng(seed).permutation(len(labels))
+    return texts.gather(order), labels[order]
 
 
 def best_shared_threshold(labels: dict, probs: dict) -> tuple[float, dict]:
@@ -422,7 +428,7 @@ often get exactly 0 or 1. Use the tuned threshold, or re-tune the stage's `thres
   to it.
 - Most of its training labels come from the teacher, so it learns the teacher's mistakes as well as its judgement;
   the teacher was itself trained on offensive train alone, and knows HatEval's kind of hate only through the gold
-  hate rows and their copies.
+  hate rows.
 
 ## Reproduce
     tweetmill train-toxicity --data ../shared/data --out transforms/models/toxicity
