@@ -74,7 +74,7 @@ def main() -> None:
 
     stage = Toxicity()
     stage.ensure_setup()
-    model = fasttext.load_model(str(stage.config.model_path))
+    model = fasttext.load_model(str(stage.config.model_file()))
     stage.annotate(batches[0].slice(0, 1000))  # warm-up: first-touch of the model's pages
 
     spent = {"stage": np.zeros(2), "prepare": np.zeros(2), "plain": np.zeros(2)}

@@ -32,9 +32,9 @@ def toxicity_threshold(settings: dict[str, Any]) -> float:
     """The configured threshold, else the one tuned at training time (stored beside the model)."""
     if settings.get("threshold") is not None:
         return float(settings["threshold"])
-    from transforms.stages.toxicity import tuned_threshold
+    from transforms.stages.toxicity import ToxicityConfig, tuned_threshold
 
-    return float(tuned_threshold(Path(settings["model_path"])))
+    return float(tuned_threshold(ToxicityConfig.model_validate(settings).model_file()))
 
 
 def type_name(t: pa.DataType) -> str:

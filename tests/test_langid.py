@@ -229,7 +229,9 @@ def test_duplicate_codes_pool_their_probability():
 def test_config():
     cfg = LanguageIdConfig(languages=["PT", "es", "pt"])
     assert cfg.languages == ("es", "pt")
-    assert LanguageIdConfig().supplement_path == DEFAULT_SUPPLEMENT
+    assert LanguageIdConfig().supplement_path == "packaged"
+    assert LanguageIdConfig().supplement_file() == DEFAULT_SUPPLEMENT
+    assert LanguageIdConfig(supplement_path="other.ftz").supplement_file() == Path("other.ftz")
     assert LanguageIdConfig(thresholds={"GL": 0.5}).thresholds == {"gl": 0.5}
     for bad in (
         {"supplement_weight": 1.5},
@@ -246,7 +248,10 @@ def test_models_are_files_and_workers_get_only_the_config(tmp_path):
     stage = _stage()
     files = [Path(f) for f in stage.resources.model_files]
     assert [f.name for f in files] == ["lid.176.ftz", "supplement.ftz"] and all(f.is_file() for f in files)
-    clone = pickle.loads(pickle.dumps(stage))
+    shipped = pickle.dumps(stage)
+    # The packaged supplement travels by name, not by this install's path (a worker's install lives elsewhere).
+    assert str(DEFAULT_SUPPLEMENT.parent).encode() not in shipped
+    clone = pickle.loads(shipped)
     assert clone.config == stage.config and not hasattr(clone, "_lid")
     with pytest.raises(FileNotFoundError, match="missing.ftz"):
         _stage(supplement_path=tmp_path / "missing.ftz")

@@ -298,13 +298,31 @@ def test_shard_plan_matches_the_polars_writer(tmp_path):
         ]
 
 
-def test_code_archive_imports_on_its_own(tmp_path):
-    """What ship_code hands executors: the transforms package, importable from the zip alone."""
+ZIPPED_STAGES = """
+import json
+import sys
+sys.path.insert(0, sys.argv[1])
+import pyarrow as pa
+import transforms.engines.spark_tasks as tasks
+from transforms.stages.langid import LanguageId, LanguageIdConfig
+from transforms.stages.toxicity import Toxicity, ToxicityConfig
+
+print(tasks.__file__)
+texts = pa.table({"text": ["shut up you stupid idiot, nobody cares what you think"]})
+for stage in (LanguageId(LanguageIdConfig()), Toxicity(ToxicityConfig())):
+    print(json.dumps(stage.annotate(texts).to_pylist()[0]))
+"""
+
+
+def test_code_archive_imports_on_its_own_with_its_models(tmp_path):
+    """What ship_code hands executors: the transforms package, importable from the zip alone, and the packaged
+    models read out of it (fastText needs real files)."""
     archive = spark_session.code_archive(tmp_path)
-    probe = "import sys; sys.path.insert(0, sys.argv[1]); import transforms.engines.spark_tasks as t; print(t.__file__)"
-    out = subprocess.run([sys.executable, "-c", probe, str(archive)], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)
-    assert out.stdout.strip().startswith(str(archive))
+    out = subprocess.run([sys.executable, "-c", ZIPPED_STAGES, str(archive)], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    where, lang, toxicity = out.stdout.strip().splitlines()
+    assert where.startswith(str(archive))
+    assert json.loads(lang)["lang"] == "en" and json.loads(toxicity)["is_toxic"] is True
 
 
 def _free_port() -> int:

@@ -134,8 +134,11 @@ def test_drop_reasons_follow_is_toxic_and_action():
 
 def test_pickled_stage_reloads_its_model_and_scores_alike():
     stage = _stage(threshold=0.4)
-    clone = pickle.loads(pickle.dumps(stage))
-    assert clone.config == stage.config
+    shipped = pickle.dumps(stage)
+    # The packaged model travels by name, not by this install's path (a worker's install lives elsewhere).
+    assert stage.config.model_path == "packaged" and str(DEFAULT_MODEL.parent).encode() not in shipped
+    clone = pickle.loads(shipped)
+    assert clone.config == stage.config and clone.config.model_file() == DEFAULT_MODEL
     assert _scores(clone, INSULTS + BENIGN) == _scores(stage, INSULTS + BENIGN)
 
 

@@ -26,10 +26,12 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from transforms.models import PACKAGED, Packaged, resolve_model
 from transforms.stages.base import BatchStage, Resources, StageConfig
 
 UND = "und"
-DEFAULT_SUPPLEMENT = Path(__file__).resolve().parents[1] / "models" / "langid" / "supplement.ftz"
+SUPPLEMENT_FILE = "langid/supplement.ftz"  # inside transforms/models
+DEFAULT_SUPPLEMENT = resolve_model(PACKAGED, SUPPLEMENT_FILE)
 _SUPPLEMENT_FLOOR = 1e-3  # general-model share given to supplement languages absent from its top-k
 
 # ISO 639-3 (or macrolanguage) -> ISO 639-1. The 639-2/T codes of every 639-1 language, plus the individual
@@ -113,7 +115,8 @@ def bundled_lid176() -> Path:
 
 class LanguageIdConfig(StageConfig):
     model_path: Path | None = None  # a fastText LID model; None = the bundled lid.176.ftz
-    supplement_path: Path | None = DEFAULT_SUPPLEMENT  # None = the general model alone
+    # "packaged" = the shipped supplement (resolved where the stage loads); None = the general model alone
+    supplement_path: Packaged | Path | None = PACKAGED
     supplement_below: float = Field(0.9, ge=0.0, le=1.0)  # ask the supplement when the general top-1 is below this
     supplement_weight: float = Field(0.7, ge=0.0, le=1.0)  # geometric weight of the supplement vs the general model
     top_k: int = Field(5, ge=1)  # general-model candidates considered (for the supplement and for `languages`)
@@ -132,6 +135,9 @@ class LanguageIdConfig(StageConfig):
         if any(not 0.0 <= t <= 1.0 for t in value.values()):
             raise ValueError("thresholds must lie in [0, 1]")
         return {k.lower(): t for k, t in value.items()}
+
+    def supplement_file(self) -> Path | None:
+        return None if self.supplement_path is None else resolve_model(self.supplement_path, SUPPLEMENT_FILE)
 
 
 def _load(path: Path) -> fasttext.FastText._FastText:
@@ -173,13 +179,13 @@ class LanguageId(BatchStage):
     def resources(self) -> Resources:
         files = [self.config.model_path or bundled_lid176()]
         if self.config.supplement_path is not None:
-            files.append(self.config.supplement_path)
+            files.append(self.config.supplement_file())
         return Resources(model_files=tuple(str(f) for f in files))
 
     def setup(self) -> None:
         cfg = self.config
         self._lid = _load(cfg.model_path or bundled_lid176())
-        self._sup = _load(cfg.supplement_path) if cfg.supplement_path is not None else None
+        self._sup = _load(cfg.supplement_file()) if cfg.supplement_path is not None else None
         lid_codes = [iso_code(label) for label in self._lid.labels]
         sup_codes = [iso_code(label) for label in self._sup.labels] if self._sup else []
         # One code vocabulary; every label of either model becomes an index into it.

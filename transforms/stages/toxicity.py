@@ -19,12 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-import transforms
+from transforms.models import PACKAGED, Packaged, resolve_model
 from transforms.stages.base import BatchStage, Resources, StageConfig
 
-MODEL_DIR = Path(transforms.__file__).resolve().parent / "models" / "toxicity"
 MODEL_FILE = "toxicity.ftz"
-DEFAULT_MODEL = MODEL_DIR / MODEL_FILE
+PACKAGED_MODEL = f"toxicity/{MODEL_FILE}"  # inside transforms/models
+DEFAULT_MODEL = resolve_model(PACKAGED, PACKAGED_MODEL)
+MODEL_DIR = DEFAULT_MODEL.parent
 METRICS_FILE = "metrics.json"  # written beside the model by training; holds the tuned threshold
 TOXIC_LABEL = "__label__toxic"
 CLEAN_LABEL = "__label__clean"
@@ -83,7 +84,7 @@ def tuned_threshold(model_path: Path) -> float:
 
 
 class ToxicityConfig(StageConfig):
-    model_path: Path = DEFAULT_MODEL
+    model_path: Packaged | Path = PACKAGED  # "packaged" = the shipped model, resolved where the stage loads
     # None: the threshold tuned at training time (metrics.json beside the model).
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # Rows whose `lang` is set and not in `languages`: "null" leaves them unscored, "score" scores them anyway.
@@ -91,6 +92,9 @@ class ToxicityConfig(StageConfig):
     languages: tuple[str, ...] = ("en",)
     # "drop" removes rows flagged toxic; "annotate" only adds the columns.
     action: Literal["drop", "annotate"] = "drop"
+
+    def model_file(self) -> Path:
+        return resolve_model(self.model_path, PACKAGED_MODEL)
 
 
 class Toxicity(BatchStage):
@@ -105,12 +109,12 @@ class Toxicity(BatchStage):
 
     @property
     def resources(self) -> Resources:
-        return Resources(model_files=(str(self.config.model_path),))
+        return Resources(model_files=(str(self.config.model_file()),))
 
     def setup(self) -> None:
         import fasttext
 
-        path = Path(self.config.model_path)
+        path = self.config.model_file()
         self._model = fasttext.load_model(str(path))
         self._threshold = self.config.threshold if self.config.threshold is not None else tuned_threshold(path)
 
