@@ -11,8 +11,10 @@ import hmac
 import importlib.util
 import logging
 import pickle
+import re
 import sys
 import types
+import unicodedata
 from pathlib import Path
 
 import polars as pl
@@ -24,7 +26,7 @@ from pydantic import ValidationError
 
 from transforms.pii_patterns import Rule, iban_ok, luhn_ok, scrub_card, scrub_phones, ssn_ok
 from transforms.stages import stage_class
-from transforms.stages.pii import MissingKey, PiiScrub, _scrub_validated
+from transforms.stages.pii import MissingKey, PiiScrub, _scrub_validated, mask_excerpts
 
 KEY = "test-key-0123456789abcdef"
 
@@ -311,3 +313,26 @@ def test_planted_pii_on_real_tweets(shared_data):
     assert scores["real_mentions"]["rate"] >= 0.99 and scores["real_mentions"]["n"] > 500, scores["real_mentions"]
     assert scores["lookalike"]["rate"] >= 0.97, scores["lookalike"]
     assert scores["real_words"]["rate"] >= 0.97 and scores["real_words"]["n"] > 10_000, scores["real_words"]
+
+
+FIELD_NAME = re.compile(r'"[A-Za-z_][A-Za-z0-9_]*"\s*:')
+
+
+@settings(max_examples=300, deadline=None)
+# Scripts whose letters, marks and digits Python's and the regex engine's Unicode tables agree on, and JSON's syntax.
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
+                                  st.sampled_from('"{}[]:,_ aZ9')), max_size=200))
+def test_masked_excerpts_keep_their_shape_and_only_field_names(raw):
+    (masked,) = mask_excerpts(pa.array([raw])).to_pylist()
+    assert len(masked) == len(raw)
+    for ours, theirs in zip(masked, raw):
+        assert ours == theirs or (ours, theirs.isalnum() or unicodedata.category(theirs).startswith("M")) in {
+            ("x", True), ("0", True)}
+    content = FIELD_NAME.sub("", masked)
+    assert not re.search(r"[^\W\d_x]|[1-9]", content), content  # no letter but x, no digit but 0, outside names
+
+
+def test_masked_excerpts_name_fields_but_not_people():
+    raw = ['{"text":"mail jane@example.com","user":{"name":"Jane Doe","id":12', "4,Jane Doe,+44 20 7946 0958", None]
+    assert mask_excerpts(pa.array(raw)).to_pylist() == [
+        '{"text":"xxxx xxxx@xxxxxxx.xxx","user":{"name":"xxxx xxx","id":00', "0,xxxx xxx,+00 00 0000 0000", None]

@@ -51,6 +51,19 @@ def test_run_reconciles_and_logs_every_drop(tmp_path):
     assert "dedupe_key" not in rows.columns  # working columns are never published
 
 
+@pytest.mark.parametrize("stages", [["normalize"], ["normalize", "pii"]])
+def test_published_reject_excerpts_hold_no_personal_data_when_the_run_scrubs_it(tmp_path, stages):
+    broken = b'{"id": "77", "text": "call bob at +1 202 555 0143", "user": {"screen_name": "bob_smith", "name": "Bob'
+    src = _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "hello world")], raw_lines=[broken])
+    config = load_config(stages=stages, settings={"pii": {"allow_dev_key": True}} if "pii" in stages else {})
+    report = pipeline.run([str(src)], tmp_path / "table", config)
+    (excerpt,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).column("excerpt").to_pylist()
+    if "pii" in stages:  # the record's shape stays, its content goes
+        assert excerpt == '{"id": "00", "text": "xxxx xxx xx +0 000 000 0000", "user": {"screen_name": "xxx_xxxxx", "name": "xxx'
+    else:  # the shards hold raw text too: the excerpt is the raw line
+        assert excerpt == broken.decode()
+
+
 def test_each_version_reads_back_exactly(tmp_path):
     table = tmp_path / "t"
     first = pipeline.run([str(_write_jsonl(tmp_path / "1.jsonl", [_v2(i, f"tweet {i}") for i in range(5)]))], table, load_config())

@@ -253,7 +253,7 @@ class Curation:
                 report |= {k: own[k] for k in ("run_id", "version", "validation") if k in own}
                 return self.after_commit(report, previous={}) | {"already_published": True}
         previous = publish.latest_metadata(self.table)
-        logs = {"rejects": pq.read_table(self.ingested.rejects)}
+        logs = {"rejects": self.published_rejects()}
         drops = [pq.read_table(o["drops"]) for o in self.outcomes if o["drops"]]
         if drops:
             logs["drops"] = pa.concat_tables(drops)
@@ -268,6 +268,16 @@ class Curation:
         meta |= {k: report[k] for k in ("input_validation", "validation") if k in report}
         report["version"] = publish.commit_shards(self.table, self.shards, self.schema, meta, mode=self.mode)
         return self.after_commit(report, previous)
+
+    def published_rejects(self) -> pa.Table:
+        """The run's rejects as they go beside the data: when the run scrubs PII, excerpts keep only their shape."""
+        rejects = pq.read_table(self.ingested.rejects)
+        if any(stage.name == "pii" for stage in self.stages):
+            from transforms.stages.pii import mask_excerpts
+
+            column = rejects.schema.get_field_index("excerpt")
+            rejects = rejects.set_column(column, "excerpt", mask_excerpts(rejects.column("excerpt")).cast(pa.string()))
+        return rejects
 
     def after_commit(self, report: dict, previous: dict) -> dict:
         """The version's data card and report, then forget the steps of the version published before this one that

@@ -129,6 +129,21 @@ class PiiScrub(BatchStage):
         return pc.take(digests, pc.index_in(ids, value_set=distinct))
 
 
+# A reject's excerpt is raw input: when a pipeline scrubs PII, the excerpt published in the rejects table keeps the
+# record's shape (JSON field names, quotes, punctuation, where it broke off) and loses its content (letters -> x,
+# digits -> 0). The source file and line point the operator at the record itself.
+_FIELD_NAME = r'"[A-Za-z_][A-Za-z0-9_]*"\s*:'
+_EXCERPT_TOKENS = _FIELD_NAME + r'|[^"]+|"'
+
+
+def mask_excerpts(excerpts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Reject excerpts with their content masked and their JSON field names kept, vectorized."""
+    masked = pl.element().str.replace_all(r"[\p{L}\p{M}]", "x").str.replace_all(r"\p{N}", "0")
+    keep = pl.element().str.contains(f"^{_FIELD_NAME}$")
+    tokens = pl.Series(excerpts).cast(pl.String).str.extract_all(_EXCERPT_TOKENS)
+    return tokens.list.eval(pl.when(keep).then(pl.element()).otherwise(masked)).list.join("").to_arrow()
+
+
 def _secret_block_value(block_name: str) -> str:
     """Read the key from a Prefect Secret block; a failure names the block and the error type, never a value."""
     from prefect.blocks.system import Secret
