@@ -180,8 +180,10 @@ def cmd_vacuum(args) -> int:
     from transforms.versions import vacuum
 
     removed = vacuum(Path(args.table), args.keep, min_age_s=args.min_age_hours * 3600, dry_run=args.dry_run)
+    runs = [r for r in removed if "/run=" in r]
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(removed)} file(s) no kept version needs")
+    print(f"{verb} {len(removed) - len(runs)} file(s) or folder(s) no kept version needs, and the rejects or drops "
+          f"rows of {len(runs)} run log(s) that never published")
     return 0
 
 
@@ -250,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("b", type=int)
     df.set_defaults(func=cmd_diff)
 
-    vac = sub.add_parser("vacuum", help="delete files that none of the newest K versions needs")
+    vac = sub.add_parser("vacuum", help="delete files that none of the newest K versions needs, and the rejects and "
+                                        "drops rows of runs that never published")
     vac.add_argument("table")
     vac.add_argument("--keep", type=int, required=True)
     vac.add_argument("--min-age-hours", type=float, default=1.0, help="never delete files younger than this")

@@ -6,6 +6,7 @@ import os
 import time
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from tests.curated import curated_rows, publish_run, write_shards
@@ -101,3 +102,21 @@ def test_vacuum_keeping_all_versions_deletes_nothing_they_need(table):
     assert [_snapshot(table, v).height for v in range(4)] == [300, 500, 250, 300]
     with pytest.raises(ValueError):
         vacuum(table, keep=0)
+
+
+def test_vacuum_deletes_the_log_rows_of_runs_that_never_committed(table):
+    """A run killed between logging its rejects and drops and committing its shards: its rows go, once old."""
+    for run in (RUNS[3], "20240105T000000Z-killed"):
+        publish.append_log(table, "drops", pa.table({"id": ["1", "2"], "stage": ["s", "s"], "reason": ["r", "r"],
+                                                     "dup_of": [None, None]}), run)
+        publish.append_log(table, "rejects", pa.table({"source_file": ["f"], "source_line": [1], "reason": ["bad"],
+                                                       "excerpt": ["{"]}), run)
+    assert vacuum(table, keep=4) == []  # a run may be publishing right now
+    _age(table, 7200)
+    assert vacuum(table, keep=4, dry_run=True) == [f"_tweetmill/{log}/run=20240105T000000Z-killed"
+                                                   for log in ("rejects", "drops")]
+    assert publish.read_log(table, "drops").num_rows == 4
+    vacuum(table, keep=4)
+    for log in ("rejects", "drops"):
+        assert set(publish.read_log(table, log).column("run_id").to_pylist()) == {RUNS[3]}
+    assert vacuum(table, keep=4) == []

@@ -21,6 +21,9 @@ from deltalake.transaction import AddAction, CommitProperties, create_table_with
 
 SIDECAR = "_tweetmill"
 META_KEY = "tweetmill"
+LOG_RUN_KEY = "tweetmill_run"  # commit metadata of a sidecar log append: the run whose rows it added
+LOG_DELETED_KEY = "tweetmill_deleted_runs"  # ... of a delete from it: the runs whose rows it removed (JSON list)
+LOGS = ("rejects", "drops")
 
 
 class PublishError(RuntimeError):
@@ -90,9 +93,31 @@ def _version_of(table: Path, blob: str, read_version: int) -> int:
 
 
 def append_log(table: Path, name: str, rows: pa.Table, run_id: str) -> None:
-    """Append a run's rejects or drop log to its sidecar Delta table (tagged with the run id)."""
+    """Append a run's rejects or drop log to its sidecar Delta table (rows tagged with the run id, and the commit
+    too, so `log_commits` can tell which runs logged when)."""
     rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-    write_deltalake(str(sidecar(table, name)), rows, mode="append")
+    props = CommitProperties(custom_metadata={LOG_RUN_KEY: run_id})
+    write_deltalake(str(sidecar(table, name)), rows, mode="append", commit_properties=props)
+
+
+def log_commits(table: Path, name: str) -> dict[str, Path]:
+    """Run id -> the Delta commit file that added its rows to the sidecar log `name`, for runs whose rows are still
+    there (runs logged by this version of tweetmill on; read from the log's history, not from its rows)."""
+    path = sidecar(table, name)
+    if not DeltaTable.is_deltatable(str(path)):
+        return {}
+    history = DeltaTable(str(path)).history()
+    deleted = {run for c in history if LOG_DELETED_KEY in c for run in json.loads(c[LOG_DELETED_KEY])}
+    return {c[LOG_RUN_KEY]: path / "_delta_log" / f"{c['version']:020d}.json"
+            for c in history if c.get(LOG_RUN_KEY) not in deleted | {None}}
+
+
+def delete_log_rows(table: Path, name: str, run_ids: Sequence[str]) -> None:
+    """Delete the rows of `run_ids` from the sidecar log `name` (a new version of that log, not of the data)."""
+    runs = sorted(run_ids)
+    quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in runs)
+    props = CommitProperties(custom_metadata={LOG_DELETED_KEY: json.dumps(runs)})
+    DeltaTable(str(sidecar(table, name))).delete(f"run_id IN ({quoted})", commit_properties=props)
 
 
 def read_log(table: Path, name: str, run_id: str | None = None) -> pa.Table:

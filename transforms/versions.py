@@ -98,13 +98,31 @@ def _newest_mtime(path: Path) -> float:
     return max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
 
 
+def _unpublished_log_rows(table: Path, cutoff: float, dry_run: bool) -> list[str]:
+    """Rejects and drop-log rows of runs that logged them and never committed (killed between the two), logged
+    before `cutoff`; as "<log>/run=<run id>" entries."""
+    # A run published if a commit names it, or its report exists (written after its commit; the commit itself may
+    # have left the log once Delta cleans up expired log files).
+    published = {v.get("run_id") for v in publish.versions(table)}
+    published |= {p.stem for p in publish.sidecar(table, "runs").glob("*.json")}
+    deleted = []
+    for name in publish.LOGS:
+        stale = sorted(run for run, commit in publish.log_commits(table, name).items()
+                       if run not in published and commit.stat().st_mtime <= cutoff)
+        if stale and not dry_run:
+            publish.delete_log_rows(table, name, stale)
+        deleted += [f"{publish.SIDECAR}/{name}/run={run}" for run in stale]
+    return deleted
+
+
 def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
     """Delete what the latest `keep` versions do not need; returns the deleted paths, relative to the table.
 
-    Deleted: Parquet data files that none of the kept versions references, and old run working folders
-    (_tweetmill/staging, _tweetmill/cache). Both only when untouched for `min_age_s` seconds: a run that is writing
-    its shards right now has not committed them yet, and its files must survive. Versions older than the kept
-    ones can no longer be read afterwards.
+    Deleted: Parquet data files that none of the kept versions references, old run working folders
+    (_tweetmill/staging, _tweetmill/cache), and the rejects and drop-log rows of runs that logged them but never
+    committed (a run killed between the two; entries "_tweetmill/<log>/run=<id>"). All only when untouched for
+    `min_age_s` seconds: a run that is writing its shards or publishing right now has not committed yet, and its
+    files and rows must survive. Versions older than the kept ones can no longer be read afterwards.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1: the latest version is always kept")
@@ -132,6 +150,7 @@ def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: 
                 deleted.append(entry.relative_to(root).as_posix() + "/")
                 if not dry_run:
                     shutil.rmtree(entry)
+    deleted += _unpublished_log_rows(root, cutoff, dry_run)
     if not dry_run:
         for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             rel = folder.relative_to(root)
