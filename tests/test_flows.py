@@ -129,3 +129,32 @@ def test_served_deployment_appends_new_landing_files(tmp_path, prefect_server):
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(timeout=60)
         log.close()
+
+
+async def _deployment(name: str):
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await client.read_deployment_by_name(name)
+
+
+def test_prefect_yaml_deploys_and_runs_one_landing_run_at_a_time(prefect_server, monkeypatch):
+    """`prefect deploy --all` from the repo, as the README says: the hourly landing deployment queues a run that
+    falls due while the previous one is still going (overlapping appends would not dedupe against each other)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = _env(prefect_server, TWEETMILL_ROOT=str(repo))
+    prefect = [str(Path(sys.executable).parent / "prefect")]
+    subprocess.run([*prefect, "work-pool", "create", "tweetmill-process", "--type", "process"], env=env,
+                   capture_output=True, timeout=120)  # may exist already: the deploy below is what must succeed
+    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=repo, capture_output=True,
+                              text=True, timeout=300)
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    for name, value in prefect_server["env"].items():
+        monkeypatch.setenv(name, value)
+    landing = asyncio.run(_deployment("curate-landing/landing-hourly"))
+    assert landing.global_concurrency_limit.limit == 1
+    assert landing.concurrency_options.collision_strategy.value == "ENQUEUE"
+    assert landing.schedules[0].schedule.cron == "7 * * * *"
+    assert landing.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(repo)}}]
+    adhoc = asyncio.run(_deployment("curate/curate-adhoc"))
+    assert adhoc.global_concurrency_limit is None  # ad-hoc runs name their own inputs and tables
