@@ -1,15 +1,19 @@
 """End to end on the polars engine: every record accounted for, versions readable, bad input handled."""
 
 import gzip
+import hashlib
 import json
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+import transforms
 from transforms import pipeline, publish
 from transforms.config import load_config
+from transforms.stages.langid import bundled_lid176
 
 
 def _v2(i, text, created="2024-01-01T00:00:00.000Z", **extra):
@@ -164,3 +168,21 @@ def test_append_dedupes_against_rows_already_published(tmp_path):
     assert sorted(pl.read_delta(str(table))["id"].to_list()) == ["1000", "1001", "1012"]
     overwrite = pipeline.run([str(tmp_path / "2.jsonl")], table, config, mode="overwrite")
     assert overwrite["output_records"] == 3  # a new snapshot does not dedupe against the old one
+
+
+def test_a_version_names_the_models_that_judged_its_rows(tmp_path):
+    src = _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "what a lovely morning by the river"), _v2(1, "you stupid idiot")])
+    table = tmp_path / "table"
+    report = pipeline.run([str(src)], table, load_config(stages=["normalize", "langid", "toxicity"]))
+    models = Path(transforms.__file__).parent / "models"
+    cards = {name: json.loads((models / name / "metrics.json").read_text())["model_sha256"]
+             for name in ("langid", "toxicity")}
+    lid176 = hashlib.sha256(bundled_lid176().read_bytes()).hexdigest()
+    assert report["models"] == [
+        {"stage": "langid", "file": "lid.176.ftz", "sha256": lid176},
+        {"stage": "langid", "file": "supplement.ftz", "sha256": cards["langid"]},
+        {"stage": "toxicity", "file": "toxicity.ftz", "sha256": cards["toxicity"]},
+    ]
+    assert publish.versions(table)[0]["models"] == report["models"]
+    card = Path(report["data_card"]).read_text()
+    assert f"toxicity: toxicity.ftz (sha256 {cards['toxicity'][:12]})" in card

@@ -208,6 +208,8 @@ def write_data_card(
             ("stages", ", ".join(s["name"] for s in report.get("stages", [])) or "none"),
             ("config hash", report.get("config_hash", "")),
             ("code version", report.get("code_version", "")),
+            ("models", "; ".join(f"{m['stage']}: {m['file']} (sha256 {m['sha256'][:12]})"
+                                 for m in report.get("models", [])) or "none"),
             ("engine", report.get("engine", "")),
         ]),
         "",

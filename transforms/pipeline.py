@@ -27,6 +27,7 @@ from transforms.config import PipelineConfig
 from transforms.engines import make_engine
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, StepResult
 from transforms.engines.staging import read_part
+from transforms.models import sha256_file
 from transforms.readers import ReaderOptions, expand_inputs, fingerprint
 from transforms.stages.base import DedupeStage
 from transforms.steps import StepCache, step_key
@@ -159,6 +160,13 @@ class Curation:
         return pa.concat_tables([pq.read_table(f) for f in files]), [f.stem for f in files]
 
     @functools.cached_property
+    def models(self) -> list[dict]:
+        """The model files the stages load, by name and SHA-256: a version says which models judged its rows (the
+        shipped models' cards give the same digest), so a retrained or swapped model shows."""
+        return [{"stage": s.name, "file": Path(m).name, "sha256": sha256_file(m)}
+                for s in self.stages for m in s.resources.model_files]
+
+    @functools.cached_property
     def command_key(self) -> str:
         """Inputs, settings, models, code and mode: what a rerun of the same command repeats. Unlike the step keys
         it does not depend on the table's history, which a crashed run's own commit has already changed."""
@@ -230,6 +238,7 @@ class Curation:
             "stages": [{k: v for k, v in o.items() if k != "drops"} for o in self.outcomes],
             "config_hash": self.config.fingerprint(),
             "code_version": code_version(),
+            "models": self.models,
             "engine": self.engine.name,
             "inputs": self.inputs,
             "shards": len(self.shards),
@@ -261,8 +270,8 @@ class Curation:
             if name not in self.logged:  # a retried publish (a Prefect task retry) does not log a run twice
                 publish.append_log(self.table, name, rows, self.run_id)
                 self.logged.add(name)
-        meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "input_records", "rejected",
-                                       "output_records", "inputs", "stages")}
+        meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "models", "input_records",
+                                       "rejected", "output_records", "inputs", "stages")}
         meta |= {"command_key": self.command_key, "steps": self.keys}
         self.write_history()
         meta |= {k: report[k] for k in ("input_validation", "validation") if k in report}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import importlib.resources
 import shutil
 import tempfile
@@ -26,6 +27,15 @@ def resolve_model(configured: Path | str, packaged: str) -> Path:
         return Path(configured)
     installed = Path(__file__).resolve().parent / packaged
     return installed if installed.is_file() else _extracted(packaged)
+
+
+def sha256_file(path: Path | str) -> str:
+    """A model or data file's SHA-256 (hex), read in blocks: how model cards and run reports name a model exactly."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @functools.cache

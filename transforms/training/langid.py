@@ -11,7 +11,6 @@ are made of. English train tweets from SemEval-2013..16 join the training set (`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from transforms.models import sha256_file
 from transforms.stages.langid import LanguageId, LanguageIdConfig, bundled_lid176, clean_text, iso_code
 from transforms.training.fasttext_fit import fit
 from transforms.training.toxicity import load_split
@@ -142,7 +142,7 @@ def train_langid_supplement(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
         "training_lines": lines,
         "training_tweets": dict(sorted(train.group_by("lang").len().iter_rows())),
         "model_bytes": model_path.stat().st_size,
-        "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+        "model_sha256": sha256_file(model_path),
         "evaluation": evaluate(data_dir, LanguageIdConfig(supplement_path=model_path)),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -27,7 +27,6 @@ Determinism: one fastText training thread, a fixed seed and fresh memory for fas
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from importlib.metadata import version
@@ -38,6 +37,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from transforms.models import sha256_file
 from transforms.stages.toxicity import (
     CLEAN_LABEL,
     METRICS_FILE,
@@ -256,10 +256,6 @@ def best_shared_threshold(labels: dict, probs: dict) -> tuple[float, dict]:
     return float(THRESHOLDS[best]), {t: float(curves[t][best]) for t in labels}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def train_toxicity(
     data_dir: Path,
     out_dir: Path,
@@ -301,7 +297,7 @@ def train_toxicity(
     metrics = {
         "model_file": MODEL_FILE,
         "model_bytes": model_path.stat().st_size,
-        "model_sha256": _sha256(model_path),
+        "model_sha256": sha256_file(model_path),
         "threshold": threshold,
         "val_macro_f1": val,
         "cv_macro_f1": cv_f1,
@@ -321,7 +317,7 @@ def train_toxicity(
         },
         "train_rows": {t: int(len(corpus.labels[t])) for t in TASKS},
         "data_sha256": {
-            f"{t}/{s}_{kind}.txt": _sha256(data_dir / t / f"{s}_{kind}.txt")
+            f"{t}/{s}_{kind}.txt": sha256_file(data_dir / t / f"{s}_{kind}.txt")
             for t in TASKS
             for s in ("train", "val")
             for kind in ("text", "labels")
