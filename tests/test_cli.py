@@ -61,6 +61,17 @@ def test_unreadable_or_invalid_config_is_one_line_exit_2(tmp_path):
     assert res.returncode == 2 and "missing.yaml" in res.stderr
 
 
+def test_a_missing_model_file_is_one_line_exit_2_before_any_work(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 4)
+    for stage, key in (("toxicity", "model_path"), ("langid", "supplement_path"), ("langid", "model_path")):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"stages: [normalize, {stage}]\nsettings:\n  {stage}: {{{key}: {tmp_path}/gone.ftz}}\n")
+        res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--config", str(cfg))
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.strip() == f"tweetmill: error: invalid config: {stage}: model file not found: {tmp_path}/gone.ftz"
+        assert not (tmp_path / "t").exists()  # nothing was ingested
+
+
 def test_reject_rate_exit_3_and_nothing_published(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"id": "1", "text": "fine"}\n{broken\n')

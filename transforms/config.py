@@ -58,8 +58,14 @@ class PipelineConfig(BaseModel):
         for name in self.settings:
             if name not in CATALOGUE:
                 raise ValueError(f"settings for unknown stage {name!r}")
-        for name in self.stages:  # validate each stage's settings now, not halfway through a run
-            self.stage_config(name)
+        for name in self.stages:  # validate each stage's settings and find its models now, not halfway through a run
+            try:
+                files = stage_class(name)(self.stage_config(name)).resources.model_files
+            except FileNotFoundError as e:
+                raise ValueError(f"{name}: {e}") from None
+            missing = [f for f in files if not Path(f).is_file()]
+            if missing:
+                raise ValueError(f"{name}: model file not found: {missing[0]}")
         return self
 
     def stage_config(self, name: str):
@@ -99,5 +105,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PipelineCon
         return PipelineConfig(**data)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "config"
-        raise ConfigError(f"invalid config: {where}: {first['msg']}") from None
+        where = ".".join(str(x) for x in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid config: {where}: {message}" if where else f"invalid config: {message}") from None
