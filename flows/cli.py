@@ -81,7 +81,8 @@ def cmd_run(args) -> int:
     from transforms.readers import expand_inputs
 
     config = _config(args)
-    expand_inputs(args.inputs)  # a missing input is the user's to fix: say so before any flow starts
+    expand_inputs(args.inputs)  # a missing input or PII key is the user's to fix: say so before any flow starts
+    pipeline.preflight(config)
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
@@ -285,14 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     from transforms.config import ConfigError
     from transforms.pipeline import GateFailed, RejectRateExceeded
     from transforms.publish import PublishError
+    from transforms.stages.base import SetupError
 
     try:
         return args.func(args)
-    except (InputError, ConfigError, PublishError) as e:
-        console.print(f"tweetmill: error: {e}", markup=False, highlight=False)
+    except (InputError, ConfigError, PublishError, SetupError) as e:
+        console.print(f"tweetmill: error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     except (RejectRateExceeded, GateFailed, RunFailed) as e:
-        console.print(f"tweetmill: {e}", markup=False, highlight=False)
+        console.print(f"tweetmill: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_QUALITY
 
 

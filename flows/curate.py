@@ -22,6 +22,7 @@ from transforms.landing import Landing
 from transforms.pipeline import Curation, GateFailed, RejectRateExceeded
 from transforms.publish import PublishError
 from transforms.readers import InputError
+from transforms.stages.base import SetupError
 
 PERMANENT = (ConfigError, InputError, RejectRateExceeded, GateFailed, PublishError, ValueError, TypeError)
 
@@ -119,7 +120,10 @@ def curate(
     config: PipelineConfig = PipelineConfig(),
     mode: Literal["append", "overwrite"] = "append",
 ) -> dict:
-    c = Curation(inputs, table, config, mode=mode)
+    try:
+        c = Curation(inputs, table, config, mode=mode)
+    except SetupError as e:  # e.g. no PII key where the run starts: say so before any work, no traceback
+        return Failed(message=str(e))
     ingest(c)
     try:
         c.check_rejects()

@@ -72,6 +72,14 @@ def test_a_missing_model_file_is_one_line_exit_2_before_any_work(tmp_path):
         assert not (tmp_path / "t").exists()  # nothing was ingested
 
 
+def test_a_missing_pii_key_is_one_line_exit_2_before_any_work(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stages: [normalize, pii]\nsettings:\n  pii: {pseudonym_key_env: TWEETMILL_KEY_UNSET}\n")
+    res = tweetmill("run", str(_jsonl(tmp_path / "in.jsonl", 4)), "--output", str(tmp_path / "t"), "--config", str(cfg))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "TWEETMILL_KEY_UNSET" in res.stderr and not (tmp_path / "t").exists()
+
+
 def test_reject_rate_exit_3_and_nothing_published(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"id": "1", "text": "fine"}\n{broken\n')

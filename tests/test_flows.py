@@ -158,3 +158,25 @@ def test_prefect_yaml_deploys_and_runs_one_landing_run_at_a_time(prefect_server,
     assert landing.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(repo)}}]
     adhoc = asyncio.run(_deployment("curate/curate-adhoc"))
     assert adhoc.global_concurrency_limit is None  # ad-hoc runs name their own inputs and tables
+
+
+FLOW_WITHOUT_KEY = """
+import sys
+from flows.curate import curate
+from transforms.config import load_config
+
+config = load_config(stages=["normalize", "pii"], settings={"pii": {"pseudonym_key_env": "TWEETMILL_KEY_UNSET"}})
+state = curate([sys.argv[1]], sys.argv[2], config, return_state=True)
+print(state.type.value, state.message)
+"""
+
+
+def test_a_run_without_its_pii_key_fails_before_any_work_with_the_reason(tmp_path, prefect_server):
+    """A deployment's run whose worker lacks the key: Failed with the reason, no traceback, nothing ingested."""
+    src, table = _tweets(tmp_path / "in.jsonl", 5), tmp_path / "t"
+    res = subprocess.run([sys.executable, "-c", FLOW_WITHOUT_KEY, str(src), str(table)], env=_env(prefect_server),
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1].startswith("FAILED pii stage needs a pseudonymisation key")
+    assert "TWEETMILL_KEY_UNSET" in res.stdout and "Traceback" not in res.stderr
+    assert not table.exists()

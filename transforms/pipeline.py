@@ -100,7 +100,7 @@ class Curation:
         self.config, self.mode, self.annotate_only = config, mode, annotate_only
         self.run_id = run_id or new_run_id()
         self.files = expand_inputs(inputs)
-        self.stages = config.build_stages()
+        self.stages = preflight(config)
         self.engine = make_engine(config.engine, part_rows=config.part_rows, progress=progress or progress_hook,
                                   **config.engine_options)
         self.cache = StepCache(cache_root or publish.sidecar(self.table, "cache"))
@@ -326,6 +326,14 @@ class Curation:
         previous = versions.diff(self.table, v - 1, v) if v > 0 else None
         out = publish.sidecar(self.table, "cards") / f"v{v}"
         return write_data_card(self.table, v, report, versions.shard_uris(self.table, v), previous, out)
+
+
+def preflight(config: PipelineConfig) -> list:
+    """The configured stages, each checked for what it needs from this environment (SetupError if missing)."""
+    stages = config.build_stages()
+    for stage in stages:
+        stage.preflight()
+    return stages
 
 
 def run(

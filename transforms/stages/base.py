@@ -28,6 +28,11 @@ class Resources:
     gpu: bool = False
 
 
+class SetupError(RuntimeError):
+    """A stage cannot run in this environment (a key it needs is missing, say): the message says what to set, in one
+    line, and never echoes a secret. Raised by `preflight` before any work starts; the CLI exits 2 on it."""
+
+
 class StageConfig(BaseModel):
     """Base for each stage's typed settings (each stage module defines its own subclass)."""
 
@@ -52,6 +57,10 @@ class Stage:
     @property
     def resources(self) -> Resources:
         return Resources()
+
+    def preflight(self) -> None:
+        """Check, where the run starts and before any work, what `setup` will need from the environment besides
+        model files (the config checks those); raise SetupError if it is missing. Loads no model."""
 
     def setup(self) -> None:
         """Load models and other per-worker state. Called once per worker before the first table."""

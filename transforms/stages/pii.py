@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from pydantic import field_validator
 
 from transforms.pii_patterns import Rule, UrlMode, rules
-from transforms.stages.base import BatchStage, StageConfig
+from transforms.stages.base import BatchStage, SetupError, StageConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ MIN_KEY_CHARS = 16
 PSEUDONYM_BYTES = 16
 
 
-class MissingKey(RuntimeError):
+class MissingKey(SetupError):
     """No usable pseudonymisation key; the message names where to put one, never a key."""
 
 
@@ -77,6 +77,9 @@ class PiiScrub(BatchStage):
         pa.field("author_id", pa.string()),
     )
     internal: ClassVar[tuple[str, ...]] = ("text_scrubbed",)
+
+    def preflight(self) -> None:
+        self._load_key()  # a missing or short key stops the run before it ingests anything
 
     def setup(self) -> None:
         self._key = self._load_key()
