@@ -186,3 +186,21 @@ def test_a_version_names_the_models_that_judged_its_rows(tmp_path):
     assert publish.versions(table)[0]["models"] == report["models"]
     card = Path(report["data_card"]).read_text()
     assert f"toxicity: toxicity.ftz (sha256 {cards['toxicity'][:12]})" in card
+
+
+def test_an_input_without_records_publishes_an_empty_version_and_appends_go_on(tmp_path):
+    """An hourly dump that holds nothing: a version of 0 rows with its report and card, not a crash."""
+    table = tmp_path / "table"
+    config = load_config(stages=["normalize", "dedupe_exact", "langid", "dedupe_minhash", "toxicity", "pii"],
+                         settings={"pii": {"allow_dev_key": True}})
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    first = pipeline.run([str(tmp_path / "empty.jsonl")], table, config)
+    reconcile(first)
+    assert (first["version"], first["input_records"], first["output_records"]) == (0, 0, 0)
+    assert pl.read_delta(str(table)).height == 0
+    assert "| rows | 0 |" in Path(first["data_card"]).read_text()
+    second = pipeline.run([str(_write_jsonl(tmp_path / "a.jsonl", [_v2(0, "a tweet that is long enough")]))], table,
+                          config)
+    assert second["version"] == 1 and pl.read_delta(str(table)).height == 1
+    third = pipeline.run([str(tmp_path / "empty.jsonl")], table, config)
+    assert third["version"] == 2 and pl.read_delta(str(table)).height == 1

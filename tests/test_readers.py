@@ -404,6 +404,10 @@ def test_missing_inputs_raise_input_error(tmp_path):
         ReaderOptions(csv_columns={"txt": "tweet"})
     with pytest.raises(InputError, match="memory://nowhere"):
         expand_inputs(["memory://nowhere/x.jsonl"])
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("not a data file")
+    with pytest.raises(InputError, match="no data files in the folder .*empty"):
+        expand_inputs([str(tmp_path / "empty")])
 
 
 def test_expand_inputs_walks_globs_and_uris(tmp_path):

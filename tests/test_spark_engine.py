@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -131,6 +132,18 @@ def _assert_same_run(reference: tuple[Path, dict], table: Path, report: dict) ->
         ours, theirs = publish.read_log(table, log, report["run_id"]), publish.read_log(ref_table, log, ref["run_id"])
         assert ours.num_rows > 0
         assert _differences(_sorted(theirs.drop_columns(["run_id"])), _sorted(ours.drop_columns(["run_id"]))) == [], log
+
+
+@pytest.mark.slow
+def test_an_input_without_records_gives_an_empty_version_as_on_polars(spark_local, pii_key, tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    reports = {}
+    for engine, options in (("polars", {}), ("spark", spark_local)):
+        config = load_config(stages=STAGES, engine=engine, engine_options=options, part_rows=PART_ROWS)
+        reports[engine] = pipeline.run([str(tmp_path / "empty.jsonl")], tmp_path / engine, config)
+        assert pl.read_delta(str(tmp_path / engine)).height == 0
+    for key in ("input_records", "rejected", "output_records", "stages"):
+        assert reports["spark"][key] == reports["polars"][key], key
 
 
 @pytest.mark.slow

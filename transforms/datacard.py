@@ -196,7 +196,7 @@ def write_data_card(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shards = [str(p) for p in shards]
-    rows = pl.scan_parquet(shards)
+    rows = pl.scan_parquet(shards) if shards else pl.scan_delta(str(table), version=version)  # empty: no files
     columns = set(rows.collect_schema().names())
     total = rows.select(pl.len()).collect().item()
     lines = [
@@ -215,14 +215,15 @@ def write_data_card(
         "",
         *_funnel(report, out_dir),
     ]
-    if "lang" in columns:
-        lines += _languages(rows, total, out_dir)
-    if "text" in columns:
-        lines += _text_length(shards, out_dir)
-    if "toxicity" in columns:
-        lines += _toxicity(rows, total, out_dir)
-    if "pii_types" in columns:
-        lines += _pii(rows, total)
+    if total:  # the sections describe rows; an empty version has none
+        if "lang" in columns:
+            lines += _languages(rows, total, out_dir)
+        if "text" in columns:
+            lines += _text_length(shards, out_dir)
+        if "toxicity" in columns:
+            lines += _toxicity(rows, total, out_dir)
+        if "pii_types" in columns:
+            lines += _pii(rows, total)
     if previous is not None:
         lines += _changes(previous)
     path = out_dir / CARD

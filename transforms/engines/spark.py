@@ -203,7 +203,9 @@ class SparkEngine:
         if max(sort_bits, h.bit_length()) + 1 + bits > 63:
             raise ValueError(f"{len(parts)} parts and {shuffle_partitions} shuffle partitions are too many to rank "
                              "in 64 bits; raise part_rows or lower shuffle_partitions")
-        self._run(len(parts), spark_tasks.OrderTask(parts, str(work / "nodes")))
+        ordered = self._run(len(parts), spark_tasks.OrderTask(parts, str(work / "nodes")))
+        if not any(s["rows"] for s in ordered):  # no new rows, no groups (and Spark reads no schema from nothing)
+            return work / "verdict"
         part = F.shiftright("row", spark_tasks.POSITION_BITS)
         rank = F.shiftleft(F.monotonically_increasing_id() + h, bits).bitwiseOR(part)
         ranked = spark.read.parquet(str(work / "nodes")).orderBy("ts", "idk", "row")

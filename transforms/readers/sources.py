@@ -67,7 +67,7 @@ def _expand_one(path: str) -> list[str]:
             return sorted(found)
         if fs.isdir(root):
             prefix, base = path.rstrip("/"), root.rstrip("/")
-            return sorted(prefix + f[len(base) :] for f in fs.find(root) if _wanted(f[len(base) :]))
+            return _nonempty(sorted(prefix + f[len(base) :] for f in fs.find(root) if _wanted(f[len(base) :])), path)
         raise InputError(f"input not found: {path} ({protocol} filesystem)")
     local = _local(path)
     if os.path.isfile(local):
@@ -79,8 +79,15 @@ def _expand_one(path: str) -> list[str]:
             raise InputError(f"input not found: no file matches {path}")
         return sorted(found)
     if os.path.isdir(local):
-        return _walk(local)
+        return _nonempty(_walk(local), path)
     raise InputError(f"input not found: {path}")
+
+
+def _nonempty(files: list[str], folder: str) -> list[str]:
+    """A folder given as input must hold data files: an empty one is a wrong path, as a glob matching nothing is."""
+    if not files:
+        raise InputError(f"input not found: no data files in the folder {folder}")
+    return files
 
 
 def _walk(directory: str) -> list[str]:
