@@ -77,12 +77,13 @@ def _outcome(state):
 
 def cmd_run(args) -> int:
     from flows.curate import curate_here
-    from transforms import pipeline
+    from transforms import pipeline, publish
     from transforms.readers import expand_inputs
 
     config = _config(args)
     expand_inputs(args.inputs)  # a missing input or PII key is the user's to fix: say so before any flow starts
     pipeline.preflight(config)
+    publish.ensure_folder(Path(args.output))
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
@@ -96,9 +97,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    from transforms import pipeline
+    from transforms import pipeline, publish
 
     config = _config(args)
+    publish.ensure_folder(Path(args.output).parent)
     with _progress() as bar:
         task = bar.add_task("annotating", total=None)
         summary = pipeline.annotate(args.inputs, args.output, config, progress=lambda n: bar.advance(task, n))

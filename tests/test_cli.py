@@ -80,6 +80,17 @@ def test_a_missing_pii_key_is_one_line_exit_2_before_any_work(tmp_path):
     assert "TWEETMILL_KEY_UNSET" in res.stderr and not (tmp_path / "t").exists()
 
 
+def test_an_output_that_cannot_be_created_is_one_line_exit_2(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 4)
+    (tmp_path / "a-file").write_text("")
+    for command, output, message in (
+        ("run", tmp_path / "a-file" / "t", f"cannot create the output folder {tmp_path}/a-file/t: Not a directory"),
+        ("annotate", tmp_path / "a-file" / "out.parquet", f"the output folder {tmp_path}/a-file is a file"),
+    ):
+        res = tweetmill(command, str(src), "--output", str(output))
+        assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: {message}", res.stderr
+
+
 def test_reject_rate_exit_3_and_nothing_published(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"id": "1", "text": "fine"}\n{broken\n')

@@ -38,6 +38,18 @@ def sidecar(table: Path, name: str) -> Path:
     return table / SIDECAR / name
 
 
+def ensure_folder(folder: Path) -> None:
+    """Create an output folder (and its parents) before any work, or say in one line why it cannot be."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise PublishError(f"the output folder {folder} is a file")
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PublishError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK):
+        raise PublishError(f"cannot write to the output folder {folder}")
+
+
 def table_exists(table: Path) -> bool:
     return DeltaTable.is_deltatable(str(table))
 
