@@ -18,7 +18,6 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from expectations import frames
 from expectations.parameters import field_names, stages_run, suite_parameters
@@ -82,7 +81,7 @@ def validate_version(
     them (the stored report, else the commit's metadata). Results go to TABLE/_tweetmill/validations/v<N>."""
     table = Path(table)
     config = config or PipelineConfig()
-    version = DeltaTable(str(table), version=version).version()
+    version = publish.open_table(table, version).version()
     shards = [Path(u) for u in shard_uris(table, version)]
     commits = {v["run_id"]: v for v in publish.versions(table) if v.get("run_id")}
     reports, notes = [], []

@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     vac = sub.add_parser("vacuum", help="delete files that none of the newest K versions needs, and the rejects and "
                                         "drops rows of runs that never published")
     vac.add_argument("table")
-    vac.add_argument("--keep", type=int, required=True)
+    vac.add_argument("--keep", type=_at_least_one, required=True)
     vac.add_argument("--min-age-hours", type=float, default=1.0, help="never delete files younger than this")
     vac.add_argument("--dry-run", action="store_true")
     vac.set_defaults(func=cmd_vacuum)
@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine(s)
     s.set_defaults(func=cmd_serve)
     return p
+
+
+def _at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:

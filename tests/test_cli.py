@@ -91,6 +91,22 @@ def test_an_output_that_cannot_be_created_is_one_line_exit_2(tmp_path):
         assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: {message}", res.stderr
 
 
+def test_table_commands_on_a_missing_table_or_version_are_one_line_exit_2(tmp_path):
+    table = tmp_path / "t"
+    assert tweetmill("run", str(_jsonl(tmp_path / "in.jsonl", 4)), "--output", str(table)).returncode == 0
+    for args, message in (
+        (("validate", str(tmp_path / "nope")), f"no Delta table at {tmp_path}/nope"),
+        (("versions", str(tmp_path / "nope")), f"no Delta table at {tmp_path}/nope"),
+        (("vacuum", str(tmp_path / "nope"), "--keep", "1"), f"no Delta table at {tmp_path}/nope"),
+        (("validate", str(table), "--version", "3"), f"{table} has versions 0 to 0; there is no version 3"),
+        (("diff", str(table), "0", "1"), f"{table} has versions 0 to 0; there is no version 1"),
+    ):
+        res = tweetmill(*args)
+        assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: {message}", res.stderr
+    res = tweetmill("vacuum", str(table), "--keep", "0")
+    assert res.returncode == 2 and "at least 1" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_reject_rate_exit_3_and_nothing_published(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"id": "1", "text": "fine"}\n{broken\n')

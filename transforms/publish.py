@@ -16,7 +16,6 @@ from typing import Any, Literal, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Schema, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
 SIDECAR = "_tweetmill"
@@ -48,6 +47,19 @@ def ensure_folder(folder: Path) -> None:
         raise PublishError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
     if not os.access(folder, os.W_OK):
         raise PublishError(f"cannot write to the output folder {folder}")
+
+
+def open_table(table: Path | str, version: int | None = None) -> DeltaTable:
+    """The table at `version` (default: the latest); a PublishError that names what is missing when there is no
+    such table or version."""
+    if not DeltaTable.is_deltatable(str(table)):
+        raise PublishError(f"no Delta table at {table}")
+    dt = DeltaTable(str(table))
+    if version is not None and version != dt.version():
+        if not 0 <= version < dt.version():
+            raise PublishError(f"{table} has versions 0 to {dt.version()}; there is no version {version}")
+        dt = DeltaTable(str(table), version=version)
+    return dt
 
 
 def table_exists(table: Path) -> bool:
@@ -166,10 +178,7 @@ def latest_metadata(table: Path) -> dict[str, Any]:
 
 def versions(table: Path) -> list[dict[str, Any]]:
     """One entry per table version, newest first: version, time, operation and the run's metadata."""
-    try:
-        history = DeltaTable(str(table)).history()
-    except TableNotFoundError:
-        raise PublishError(f"no Delta table at {table}") from None
+    history = open_table(table).history()
     out = []
     for commit in history:
         meta = json.loads(commit[META_KEY]) if META_KEY in commit else {}

@@ -25,7 +25,7 @@ WORK_DIRS = ("staging", "cache")
 def shard_uris(table: str | Path, version: int | None = None) -> list[str]:
     """The data files of `version` (default: the latest), as absolute paths or URIs, sorted: run ids start with
     their UTC time, so this is the order the runs published them."""
-    return sorted(DeltaTable(str(table), version=version).file_uris())
+    return sorted(publish.open_table(table, version).file_uris())
 
 
 def _rows(table: Path, version: int, columns: list[str]) -> pl.LazyFrame:
@@ -33,14 +33,15 @@ def _rows(table: Path, version: int, columns: list[str]) -> pl.LazyFrame:
 
 
 def _schema_names(table: Path, version: int) -> list[str]:
-    return list(DeltaTable(str(table), version=version).schema().to_arrow().names)
+    return list(publish.open_table(table, version).schema().to_arrow().names)
 
 
 def diff(table: str | Path, a: int, b: int) -> dict:
     """What changed from version `a` to version `b`: rows added and removed by id, runs added and removed, and
     per-language row counts when the table has a `lang` column."""
     table = Path(table)
-    lang = "lang" in _schema_names(table, a) and "lang" in _schema_names(table, b)
+    names_a, names_b = _schema_names(table, a), _schema_names(table, b)  # both versions exist, or a PublishError
+    lang = "lang" in names_a and "lang" in names_b
     columns = ["id", "lang"] if lang else ["id"]
     rows_a, rows_b = _rows(table, a, columns), _rows(table, b, columns)
     added = rows_b.join(rows_a.select("id"), on="id", how="anti")
@@ -128,7 +129,7 @@ def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: 
         raise ValueError("keep must be at least 1: the latest version is always kept")
     table = Path(table)
     root = Path(os.path.realpath(table))
-    latest = DeltaTable(str(table)).version()
+    latest = publish.open_table(table).version()
     needed = {
         Path(os.path.realpath(u)).relative_to(root)
         for v in range(max(0, latest - keep + 1), latest + 1)
