@@ -122,7 +122,7 @@ def curate(
 ) -> dict:
     try:
         c = Curation(inputs, table, config, mode=mode)
-    except SetupError as e:  # e.g. no PII key where the run starts: say so before any work, no traceback
+    except (SetupError, ConfigError) as e:  # e.g. no PII key, no Spark master: say so before any work, no traceback
         return Failed(message=str(e))
     ingest(c)
     try:

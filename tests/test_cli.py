@@ -107,6 +107,27 @@ def test_table_commands_on_a_missing_table_or_version_are_one_line_exit_2(tmp_pa
     assert res.returncode == 2 and "at least 1" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_an_unreachable_spark_master_is_one_line_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = tweetmill("run", str(_jsonl(tmp_path / "in.jsonl", 4)), "--output", str(tmp_path / "t"), "--engine", "spark",
+                    "--spark-master", f"spark://127.0.0.1:{port}")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == (f"tweetmill: error: cannot reach the Spark master spark://127.0.0.1:{port} "
+                                  f"(127.0.0.1:{port}: Connection refused)")
+    res = tweetmill("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "t"), "--engine", "spark",
+                    "--config", str(_yaml(tmp_path / "c.yaml", "engine_options: {memory: 4g}\n")))
+    assert res.returncode == 2 and "engine_options.memory" in res.stderr, res.stderr
+
+
+def _yaml(path, body):
+    path.write_text(body)
+    return path
+
+
 def test_reject_rate_exit_3_and_nothing_published(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text('{"id": "1", "text": "fine"}\n{broken\n')

@@ -20,10 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
+from pydantic import ValidationError
 
 import transforms
 from transforms import publish
-from transforms.config import PipelineConfig
+from transforms.config import ConfigError, PipelineConfig
 from transforms.engines import make_engine
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, StepResult
 from transforms.engines.staging import read_part
@@ -329,7 +330,19 @@ class Curation:
 
 
 def preflight(config: PipelineConfig) -> list:
-    """The configured stages, each checked for what it needs from this environment (SetupError if missing)."""
+    """The configured stages, each checked for what it needs from this environment (SetupError if missing); and a
+    standalone Spark master, checked for being there (ConfigError)."""
+    if config.engine == "spark":
+        from transforms.engines.spark_session import SparkOptions
+
+        try:
+            options = SparkOptions(**config.engine_options)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ConfigError(f"invalid config: engine_options.{'.'.join(map(str, first['loc']))}: {first['msg']}")
+        problem = options.unreachable_master()
+        if problem:
+            raise ConfigError(f"cannot reach the Spark master {options.master} ({problem})")
     stages = config.build_stages()
     for stage in stages:
         stage.preflight()

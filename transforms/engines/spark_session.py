@@ -9,6 +9,7 @@ tunables come from infra/spark/spark-defaults.conf (used as SPARK_CONF_DIR when 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 import weakref
@@ -51,6 +52,21 @@ class SparkOptions(BaseModel):
     @property
     def local(self) -> bool:
         return self.master.startswith("local")
+
+    def unreachable_master(self, timeout_s: float = 5.0) -> str | None:
+        """Why a standalone master (spark://host:port[,host:port...]) cannot be reached, or None. Spark itself would
+        retry for over a minute and then fail with a Java stack trace."""
+        if not self.master.startswith("spark://"):
+            return None
+        reasons = []
+        for address in self.master.removeprefix("spark://").split(","):
+            host, _, port = address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=timeout_s).close()
+                return None
+            except (OSError, ValueError) as e:
+                reasons.append(f"{address}: {getattr(e, 'strerror', None) or e}")
+        return "; ".join(reasons)
 
     @property
     def on_this_host(self) -> bool:
