@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,23 @@ def _config(args):
     return load_config(args.config, **overrides)
 
 
+def _check_prefect_api() -> None:
+    """A PREFECT_API_URL that answers, else one line saying so (Prefect would fail with a traceback). Unset, the
+    flow starts a temporary server of its own."""
+    from transforms.config import ConfigError
+
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as e:
+        raise ConfigError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer ({type(e).__name__}): start "
+                          "it with infra/prefect/start-server.sh, or unset PREFECT_API_URL for a temporary one")
+
+
 def _print_funnel(report: dict) -> None:
     t = Table(title="tweetmill run", show_lines=False)
     for col in ("stage", "in", "out", "dropped", "reasons"):
@@ -84,6 +102,7 @@ def cmd_run(args) -> int:
     expand_inputs(args.inputs)  # a missing input or PII key is the user's to fix: say so before any flow starts
     pipeline.preflight(config)
     publish.ensure_folder(Path(args.output))
+    _check_prefect_api()
     with _progress() as bar:
         task = bar.add_task("curating", total=None)
         pipeline.progress_hook = lambda n: bar.advance(task, n)
@@ -148,8 +167,13 @@ def cmd_demo(args) -> int:
 
 def cmd_serve(args) -> int:
     from flows.curate import curate_landing
+    from transforms import pipeline
 
     config = _config(args)
+    if not Path(args.landing).is_dir():
+        raise InputError(f"landing folder not found: {args.landing}")
+    pipeline.preflight(config)
+    _check_prefect_api()
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
     print(f"serving deployment 'landing' of flow curate-landing ({schedule}); Ctrl-C stops")
     curate_landing.serve(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,8 @@ def _use_prefect_server(prefect_server):
     SERVER_ENV.update(prefect_server["env"])
 
 
-def tweetmill(*args, cwd=None):
-    env = {**os.environ, **SERVER_ENV, "NO_COLOR": "1", "COLUMNS": "160"}
+def tweetmill(*args, cwd=None, **env_overrides):
+    env = {**os.environ, **SERVER_ENV, "NO_COLOR": "1", "COLUMNS": "160", **env_overrides}
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
@@ -108,8 +109,6 @@ def test_table_commands_on_a_missing_table_or_version_are_one_line_exit_2(tmp_pa
 
 
 def test_an_unreachable_spark_master_is_one_line_exit_2(tmp_path):
-    import socket
-
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -121,6 +120,17 @@ def test_an_unreachable_spark_master_is_one_line_exit_2(tmp_path):
     res = tweetmill("run", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "t"), "--engine", "spark",
                     "--config", str(_yaml(tmp_path / "c.yaml", "engine_options: {memory: 4g}\n")))
     assert res.returncode == 2 and "engine_options.memory" in res.stderr, res.stderr
+
+
+def test_a_prefect_api_that_does_not_answer_or_a_missing_landing_folder_is_one_line_exit_2(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/api"
+    res = tweetmill("run", str(_jsonl(tmp_path / "in.jsonl", 4)), "--output", str(tmp_path / "t"), PREFECT_API_URL=url)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"the Prefect API at {url} (PREFECT_API_URL) does not answer" in res.stderr
+    res = tweetmill("serve", "--landing", str(tmp_path / "nope"), "--table", str(tmp_path / "t"))
+    assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: landing folder not found: {tmp_path}/nope"
 
 
 def _yaml(path, body):
