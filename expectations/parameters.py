@@ -7,7 +7,6 @@ own Config class supplies its defaults) and from the run reports. A parameter th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa

@@ -2,7 +2,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytest
 
 from tests.helpers import tweets, write_parts
 from transforms.engines.polars import PolarsEngine

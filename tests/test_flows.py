@@ -33,7 +33,7 @@ def _tweets(path: Path, n: int, offset: int = 0, distinct: int | None = None) ->
 
 async def _flow_run_details(url: str, table: str):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId, TaskRunFilter
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
     async with get_client() as client:
         runs = await client.read_flow_runs()
