@@ -319,8 +319,9 @@ FIELD_NAME = re.compile(r'"[A-Za-z_][A-Za-z0-9_]*"\s*:')
 
 
 @settings(max_examples=300, deadline=None)
-# Scripts whose letters, marks and digits Python's and the regex engine's Unicode tables agree on, and JSON's syntax.
-@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
+# Characters Python's Unicode tables know (the regex engine's may be newer: it masks letters Python calls
+# unassigned), and JSON's syntax.
+@given(st.text(alphabet=st.one_of(st.characters(max_codepoint=0x2FFF, blacklist_categories=("Cs", "Cn")),
                                   st.sampled_from('"{}[]:,_ aZ9')), max_size=200))
 def test_masked_excerpts_keep_their_shape_and_only_field_names(raw):
     (masked,) = mask_excerpts(pa.array([raw])).to_pylist()

@@ -204,3 +204,15 @@ def test_an_input_without_records_publishes_an_empty_version_and_appends_go_on(t
     assert second["version"] == 1 and pl.read_delta(str(table)).height == 1
     third = pipeline.run([str(tmp_path / "empty.jsonl")], table, config)
     assert third["version"] == 2 and pl.read_delta(str(table)).height == 1
+
+
+def test_an_id_beyond_64_bits_is_rejected_and_the_other_records_go_on(tmp_path):
+    big = str(2**64)  # one above the largest 64-bit id; 2**64 - 1 itself is a valid id
+    src = _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "fine"), {**_v2(1, "too big"), "id": big},
+                                              {**_v2(2, "the largest"), "id": str(2**64 - 1)},
+                                              {**_v2(3, "zeros"), "id": "000" + str(2**64 - 1)}])
+    report = pipeline.run([str(src)], tmp_path / "table", load_config())
+    reconcile(report)
+    assert (report["rejected"], report["output_records"]) == (1, 3)
+    (reject,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).to_pylist()
+    assert reject["reason"] == f"record id is above the 64-bit range ({2**64 - 1})"

@@ -87,13 +87,23 @@ def coerce(value, typ: pa.DataType):
     return None
 
 
+_ID_MAX = str(2**64 - 1)
+_ID_DIGITS = len(_ID_MAX)
+
+
 def problems(columns: dict, n: int) -> pa.Array:
     """Per row: null when the record is a usable tweet, else why not."""
     ids = columns.get("id", pa.nulls(n, pa.string()))
     text = columns.get("text", pa.nulls(n, pa.string()))
     no_text = pc.fill_null(pc.equal(pc.binary_length(text), 0), True)  # lengths come from offsets alone
     bad_id = pc.invert(pc.fill_null(pc.ascii_is_decimal(ids), True))
+    # Ids are 64-bit numbers (the stages order and pair rows by them): longer decimals cannot be tweet ids.
+    digits = pc.utf8_ltrim(ids, "0")
+    width = pc.utf8_length(digits)
+    too_big = pc.or_(pc.greater(width, _ID_DIGITS), pc.and_(pc.equal(width, _ID_DIGITS), pc.greater(digits, _ID_MAX)))
     reason = pc.if_else(no_text, "record has no text", pa.scalar(None, pa.string()))
+    reason = pc.if_else(pc.and_(pc.invert(bad_id), pc.fill_null(too_big, False)),
+                        f"record id is above the 64-bit range ({_ID_MAX})", reason)
     reason = pc.if_else(bad_id, "record id is not a decimal number", reason)
     return pc.if_else(pc.is_null(ids), "record has no id", reason)
 
