@@ -213,6 +213,8 @@ def test_an_id_beyond_64_bits_is_rejected_and_the_other_records_go_on(tmp_path):
                                               {**_v2(3, "zeros"), "id": "000" + str(2**64 - 1)}])
     report = pipeline.run([str(src)], tmp_path / "table", load_config())
     reconcile(report)
-    assert (report["rejected"], report["output_records"]) == (1, 3)
+    assert (report["rejected"], report["output_records"]) == (1, 2)
     (reject,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).to_pylist()
     assert reject["reason"] == f"record id is above the 64-bit range ({2**64 - 1})"
+    (drop,) = publish.read_log(tmp_path / "table", "drops", report["run_id"]).to_pylist()  # leading zeros: one id
+    assert (drop["id"], drop["stage"], drop["dup_of"]) == ("000" + str(2**64 - 1), "dedupe_id", str(2**64 - 1))

@@ -8,6 +8,7 @@ from transforms.stages.base import BatchStage, DedupeStage, Stage
 
 CATALOGUE: dict[str, str] = {
     "normalize": "transforms.stages.normalize:Normalize",
+    "dedupe_id": "transforms.stages.dedupe_id:DedupeId",
     "dedupe_exact": "transforms.stages.dedupe_exact:DedupeExact",
     "langid": "transforms.stages.langid:LanguageId",
     "dedupe_minhash": "transforms.stages.dedupe_minhash:DedupeMinHash",
@@ -15,7 +16,7 @@ CATALOGUE: dict[str, str] = {
     "pii": "transforms.stages.pii:PiiScrub",
 }
 
-DEFAULT_STAGES = ("normalize", "dedupe_exact")
+DEFAULT_STAGES = ("normalize", "dedupe_id", "dedupe_exact")
 
 
 class UnknownStage(ValueError):
