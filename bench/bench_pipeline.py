@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_pipeline.py [--n 1000000] [--stages normalize,dedupe_exact,...]
 
-Runs transforms.pipeline.Curation's steps in order on the shared generated corpus (bench/corpus.py), all six stages
-by default, into a fresh table; prints seconds per step and the share of the two data-quality suites (the raw suite
-after ingest, the curated gate before publishing), Great Expectations' one-off import included.
+Runs transforms.pipeline.Curation's steps in order on the shared generated corpus (bench/corpus.py), all seven
+stages by default, into a fresh table; prints seconds per step and the share of the two data-quality suites (the raw
+suite after ingest, the curated gate before publishing), Great Expectations' one-off import included.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ALL_STAGES = "normalize,dedupe_exact,langid,dedupe_minhash,toxicity,pii"
+ALL_STAGES = "normalize,dedupe_id,dedupe_exact,langid,dedupe_minhash,toxicity,pii"
 
 
 def main() -> None:

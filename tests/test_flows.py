@@ -59,8 +59,8 @@ def test_cli_run_goes_through_the_flow_with_artifacts(tmp_path, prefect_server):
         os.environ.pop("PREFECT_API_URL")
     assert run.state.is_completed()
     names = sorted(t.name for t in tasks)
-    assert names == ["ingest", "publish", "stage-dedupe_exact", "stage-normalize", "validate", "validate-input",
-                     "write-shards"]
+    assert names == ["ingest", "publish", "stage-dedupe_exact", "stage-dedupe_id", "stage-normalize", "validate",
+                     "validate-input", "write-shards"]
     assert all(t.state.is_completed() for t in tasks)
     assert len(artifacts) == 1
     md = artifacts[0].data
