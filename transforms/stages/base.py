@@ -132,6 +132,12 @@ class DedupeStage(Stage):
         return None
 
 
+def one_key_per_row(keys: np.ndarray) -> pa.Table:
+    """keys() of a stage whose rows each have one key (band 0): row i's key is keys[i]."""
+    n = len(keys)
+    return pa.table({"row": np.arange(n, dtype=np.int64), "band": np.zeros(n, dtype=np.int32), "key": keys})
+
+
 def reasons_where(mask, reason: str, num_rows: int) -> pa.Array:
     """A drop-reason column: `reason` where mask is true, null elsewhere (mask None, or null entries, keep the row).
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.hashing import hash64
-from transforms.stages.base import DedupeStage, StageConfig
+from transforms.stages.base import DedupeStage, StageConfig, one_key_per_row
 from transforms.stages.normalize import RT_PREFIX
 
 
@@ -38,13 +38,13 @@ class DedupeExact(DedupeStage):
 
     def keys(self, table: pa.Table) -> pa.Table:
         hashes = table.column("dedupe_hash").to_numpy().view(np.uint64) if "dedupe_hash" in table.column_names else self._hashes(table)
-        return _one_key_per_row(hashes)
+        return one_key_per_row(hashes)
 
     def history(self, table: pa.Table) -> pa.Table:
         return pa.table({"id": table.column("id"), "dedupe_hash": pa.array(self._hashes(table).view(np.int64))})
 
     def history_keys(self, state: pa.Table) -> pa.Table:
-        return _one_key_per_row(state.column("dedupe_hash").to_numpy().view(np.uint64))
+        return one_key_per_row(state.column("dedupe_hash").to_numpy().view(np.uint64))
 
     def pinned(self, table: pa.Table) -> tuple[pa.Array, pa.Array] | None:
         if not self.config.drop_retweets:
@@ -60,8 +60,3 @@ class DedupeExact(DedupeStage):
         is_rt = pc.or_(pc.is_valid(original), textual)
         reason = pc.if_else(is_rt, pa.scalar("retweet"), pa.scalar(None, pa.string()))
         return pc.if_else(is_rt, original, pa.scalar(None, pa.string())).combine_chunks(), reason.combine_chunks()
-
-
-def _one_key_per_row(hashes: np.ndarray) -> pa.Table:
-    n = len(hashes)
-    return pa.table({"row": np.arange(n, dtype=np.int64), "band": np.zeros(n, dtype=np.int32), "key": hashes})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from transforms.stages.base import DedupeStage, StageConfig
+from transforms.stages.base import DedupeStage, StageConfig, one_key_per_row
 
 
 class DedupeIdConfig(StageConfig):
@@ -21,9 +21,7 @@ class DedupeIdConfig(StageConfig):
 
 
 def _id_keys(ids: pa.ChunkedArray | pa.Array) -> pa.Table:
-    keys = np.asarray(ids.cast(pa.uint64()).to_numpy(zero_copy_only=False), dtype=np.uint64)
-    n = len(keys)
-    return pa.table({"row": np.arange(n, dtype=np.int64), "band": np.zeros(n, dtype=np.int32), "key": keys})
+    return one_key_per_row(np.asarray(ids.cast(pa.uint64()).to_numpy(zero_copy_only=False), dtype=np.uint64))
 
 
 class DedupeId(DedupeStage):
