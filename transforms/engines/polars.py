@@ -172,8 +172,7 @@ class PolarsEngine:
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         new_rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids[h:])
         rank = np.concatenate([np.arange(h, dtype=np.int64), new_rank + h])
-        payload_all = np.concatenate(payloads) if payloads else None
-        verify = (lambda a, b: stage.verify(payload_all[a], payload_all[b])) if payload_all is not None else None
+        verify = _pair_check(stage, np.concatenate(payloads)) if payloads else None
         rep = find_representatives(
             np.concatenate(key_rows) if key_rows else np.zeros(0, np.int64),
             np.concatenate(key_bands) if key_bands else np.zeros(0, np.int32),
@@ -181,7 +180,7 @@ class PolarsEngine:
             rank,
             verify,
         )
-        del key_rows, key_bands, key_values, created, payloads, payload_all
+        del key_rows, key_bands, key_values, created, payloads, verify  # the payloads go with verify
         cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
 
         # Pass 2: attach dup_of / cluster size, apply the keep rule.
@@ -287,3 +286,8 @@ class PolarsEngine:
         if writer is not None:
             writer.close()
         return shards
+
+
+def _pair_check(stage: DedupeStage, payloads: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The stage's verification of candidate pairs (row indexes a[i], b[i]) over every row's payload."""
+    return lambda a, b: stage.verify(payloads[a], payloads[b])
