@@ -218,3 +218,13 @@ def test_an_id_beyond_64_bits_is_rejected_and_the_other_records_go_on(tmp_path):
     assert reject["reason"] == f"record id is above the 64-bit range ({2**64 - 1})"
     (drop,) = publish.read_log(tmp_path / "table", "drops", report["run_id"]).to_pylist()  # leading zeros: one id
     assert (drop["id"], drop["stage"], drop["dup_of"]) == ("000" + str(2**64 - 1), "dedupe_id", str(2**64 - 1))
+
+
+def test_a_spreadsheet_rounded_id_is_rejected_with_the_reason(tmp_path):
+    src = tmp_path / "export.csv"
+    src.write_text("id,text,created_at\n1.23457E+18,rounded by a spreadsheet,2024-01-01\n"
+                   "1234567890123456789,kept as text,2024-01-01\n")
+    report = pipeline.run([str(src)], tmp_path / "table", load_config())
+    assert (report["rejected"], report["output_records"]) == (1, 1)
+    (reject,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).to_pylist()
+    assert reject["reason"] == "record id is in scientific notation (a spreadsheet rounded it: export ids as text)"

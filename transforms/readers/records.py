@@ -105,6 +105,10 @@ def problems(columns: dict, n: int) -> pa.Array:
     reason = pc.if_else(pc.and_(pc.invert(bad_id), pc.fill_null(too_big, False)),
                         f"record id is above the 64-bit range ({_ID_MAX})", reason)
     reason = pc.if_else(bad_id, "record id is not a decimal number", reason)
+    # Spreadsheets turn 19-digit ids into floats such as 1.23457E+18: the digits are lost, so say why.
+    rounded = pc.fill_null(pc.match_substring_regex(ids, r"^\s*\d(\.\d+)?[eE]\+?\d+\s*$"), False)
+    reason = pc.if_else(rounded, "record id is in scientific notation (a spreadsheet rounded it: export ids as text)",
+                        reason)
     return pc.if_else(pc.is_null(ids), "record has no id", reason)
 
 
