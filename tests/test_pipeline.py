@@ -228,3 +228,22 @@ def test_a_spreadsheet_rounded_id_is_rejected_with_the_reason(tmp_path):
     assert (report["rejected"], report["output_records"]) == (1, 1)
     (reject,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).to_pylist()
     assert reject["reason"] == "record id is in scientific notation (a spreadsheet rounded it: export ids as text)"
+
+
+@pytest.mark.slow
+def test_stages_that_hold_the_gil_give_the_same_rows_in_worker_processes(tmp_path):
+    """langid, toxicity and pii run in one worker process per core when a step has several parts: same rows,
+    columns and drop logs as in one process (threads: 1)."""
+    from transforms import demo
+
+    demo.write_demo_corpus(tmp_path / "raw", n_tweets=3000)
+    tables = {}
+    for threads in (1, 2):
+        config = load_config(stages=["normalize", "langid", "toxicity", "pii"], part_rows=400,
+                             engine_options={"threads": threads}, settings={"pii": {"allow_dev_key": True}})
+        report = pipeline.run([str(tmp_path / "raw")], tmp_path / f"t{threads}", config)
+        assert report["stages"][1]["input"] > 2 * 400  # several parts: the pool is used
+        tables[threads] = (pl.read_delta(str(tmp_path / f"t{threads}")).drop("source_file").sort("id"),
+                           pl.from_arrow(publish.read_log(tmp_path / f"t{threads}", "drops")).drop("run_id").sort("id"),
+                           [{k: v for k, v in s.items() if k != "reused"} for s in report["stages"]])
+    assert tables[1][0].equals(tables[2][0]) and tables[1][1].equals(tables[2][1]) and tables[1][2] == tables[2][2]

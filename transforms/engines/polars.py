@@ -7,9 +7,10 @@ finished step can be kept for a resumed run.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -35,13 +36,14 @@ from transforms.engines.staging import Compression, PartWriter, read_part, read_
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
 
-def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
-    """fn over items on `workers` threads, results in input order, at most `workers` items in flight (so memory
-    stays bounded by a few parts). Pays off for work that releases the GIL (polars, pyarrow, numpy)."""
-    if workers <= 1:
+def ordered_map(fn: Callable, items: Iterable, workers: int, pool: Executor | None = None) -> Iterator:
+    """fn over items on `workers` threads (or in `pool`), results in input order, at most `workers` items in flight
+    (so memory stays bounded by a few parts). Threads pay off for work that releases the GIL (polars, pyarrow,
+    numpy); work that holds it goes to a process pool."""
+    if workers <= 1 and pool is None:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(workers) as pool:
+    with pool or ThreadPoolExecutor(workers) as pool:
         pending: deque = deque()
         for item in items:
             pending.append(pool.submit(fn, item))
@@ -76,7 +78,7 @@ class PolarsEngine:
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None,
                  staging_compression: Compression = None, threads: int | None = None):
         self.part_rows, self.staging_compression = part_rows, staging_compression
-        self.threads = max(1, threads or os.cpu_count() or 1)  # parts a thread-safe stage works on at once
+        self.threads = max(1, threads or os.cpu_count() or 1)  # parts worked on at once (threads or processes)
         self.progress = progress or (lambda n: None)
 
     def _writer(self, out_dir: Path) -> PartWriter:
@@ -128,8 +130,15 @@ class PolarsEngine:
         drops = TableLog(out_dir / "drops.parquet", DROP_SCHEMA)
         counts: Counter = Counter()
         rows_in = 0
-        threads = self.threads if stage.thread_safe else 1
-        for table, reasons in ordered_map(lambda t: apply_batch_stage(stage, t), read_parts(parts), threads):
+        if stage.thread_safe or self.threads == 1 or len(parts) < 2:
+            threads = self.threads if stage.thread_safe else 1
+            results = ordered_map(lambda t: apply_batch_stage(stage, t), read_parts(parts), threads)
+        else:  # its work holds the GIL (fastText's binding does): one process per core, each set up once
+            pool = ProcessPoolExecutor(self.threads, mp_context=_PROCESSES, initializer=_start_worker,
+                                       initargs=(stage,))
+            added = ordered_map(_annotate_part, map(str, parts), self.threads, pool)
+            results = ((merge_columns(read_part(p), columns), reasons) for p, (columns, reasons) in zip(parts, added))
+        for table, reasons in results:
             rows_in += table.num_rows
             self._finish_table(stage, table, reasons, None, annotate_only, writer, drops, counts)
         out = writer.close()
@@ -291,3 +300,25 @@ class PolarsEngine:
 def _pair_check(stage: DedupeStage, payloads: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The stage's verification of candidate pairs (row indexes a[i], b[i]) over every row's payload."""
     return lambda a, b: stage.verify(payloads[a], payloads[b])
+
+
+# Worker processes start from a clean server process, never by forking this one (it runs threads: Prefect's, polars').
+_PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                         else "spawn")
+
+# A worker process's stage (ProcessPoolExecutor initializer): set up once, used for every part it is given.
+_worker_stage: BatchStage | None = None
+
+
+def _start_worker(stage: BatchStage) -> None:
+    global _worker_stage
+    _worker_stage = stage
+    stage.ensure_setup()
+
+
+def _annotate_part(part: str) -> tuple[pa.Table, pa.Array]:
+    """In a worker: the stage's columns and drop reasons for one part. Only these travel back; the parent reads the
+    part from disk itself (memory-mapped) and merges them in."""
+    table = read_part(Path(part))
+    added = _worker_stage.annotate(table)
+    return added, _worker_stage.drop_reasons(merge_columns(table, added))
