@@ -3,6 +3,9 @@
 import gzip
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -247,3 +250,29 @@ def test_stages_that_hold_the_gil_give_the_same_rows_in_worker_processes(tmp_pat
                            pl.from_arrow(publish.read_log(tmp_path / f"t{threads}", "drops")).drop("run_id").sort("id"),
                            [{k: v for k, v in s.items() if k != "reused"} for s in report["stages"]])
     assert tables[1][0].equals(tables[2][0]) and tables[1][1].equals(tables[2][1]) and tables[1][2] == tables[2][2]
+
+
+UNGUARDED = """
+import sys
+from transforms import demo, pipeline
+from transforms.config import load_config
+
+print("top level", flush=True)
+demo.write_demo_corpus(sys.argv[1] + "/raw", n_tweets=1500)
+config = load_config(stages=["normalize", "langid"], part_rows=400, engine_options={"threads": 2})
+print("published", pipeline.run([sys.argv[1] + "/raw"], sys.argv[1] + "/t", config)["output_records"], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_runs_once_with_worker_processes(tmp_path):
+    """Worker processes do not re-run the caller's script (multiprocessing would, for a script with no
+    `if __name__ == "__main__":` guard, side effects included)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300,
+                         cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "top level" and lines.count("top level") == 1 and lines[-1].startswith("published ")

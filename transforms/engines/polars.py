@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import Counter, deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -134,8 +135,7 @@ class PolarsEngine:
             threads = self.threads if stage.thread_safe else 1
             results = ordered_map(lambda t: apply_batch_stage(stage, t), read_parts(parts), threads)
         else:  # its work holds the GIL (fastText's binding does): one process per core, each set up once
-            pool = ProcessPoolExecutor(self.threads, mp_context=_PROCESSES, initializer=_start_worker,
-                                       initargs=(stage,))
+            pool = _worker_pool(stage, min(self.threads, len(parts)))
             added = ordered_map(_annotate_part, map(str, parts), self.threads, pool)
             results = ((merge_columns(read_part(p), columns), reasons) for p, (columns, reasons) in zip(parts, added))
         for table, reasons in results:
@@ -308,6 +308,29 @@ _PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multipr
 
 # A worker process's stage (ProcessPoolExecutor initializer): set up once, used for every part it is given.
 _worker_stage: BatchStage | None = None
+
+
+def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
+    """`workers` processes with `stage` set up, all started before this returns.
+
+    They start without the caller's __main__: multiprocessing would re-run a script's top level in each of them
+    (a script that calls the pipeline without an `if __name__ == "__main__"` guard would run again in every worker,
+    side effects included). They need nothing from it: the stage and the worker functions live in transforms.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker, initargs=(stage,))
+        while len(pool._processes) < workers:  # a submit starts a worker while none is idle (CPython 3.9+)
+            for started in [pool.submit(os.getpid) for _ in range(workers)]:
+                started.result()
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+    return pool
 
 
 def _start_worker(stage: BatchStage) -> None:
