@@ -323,7 +323,9 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     main.__spec__ = None
     try:
         pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker, initargs=(stage,))
-        while len(pool._processes) < workers:  # a submit starts a worker while none is idle (CPython 3.9+)
+        for _ in range(10):  # a submit starts a worker while none is idle (CPython 3.9+): a round or two starts all
+            if len(getattr(pool, "_processes", None) or {}) >= workers:
+                break
             for started in [pool.submit(os.getpid) for _ in range(workers)]:
                 started.result()
     finally:
