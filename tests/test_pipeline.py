@@ -276,3 +276,26 @@ def test_a_script_without_a_main_guard_runs_once_with_worker_processes(tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0] == "top level" and lines.count("top level") == 1 and lines[-1].startswith("published ")
+
+
+@pytest.mark.slow
+def test_worker_processes_see_the_environment_of_now_and_raise_setup_errors_as_themselves(tmp_path, monkeypatch):
+    """Workers come from a server process started earlier: a key set since then still reaches them, and a stage
+    that cannot set up fails with its own error, not a broken pool."""
+    from tests.helpers import tweets, write_parts
+    from transforms.engines.polars import PolarsEngine
+    from transforms.engines.staging import read_part
+    from transforms.stages.langid import LanguageId
+    from transforms.stages.pii import MissingKey, PiiScrub
+
+    rows = [{"id": str(i), "text": f"mail me at person{i}@example.com today", "author_id": "1"} for i in range(40)]
+    parts = write_parts(tweets(rows), tmp_path / "in", 10)
+    engine = PolarsEngine(part_rows=10, threads=2)
+    engine.run_stage(LanguageId(), parts, tmp_path / "lang", False)  # the worker server is running from here on
+    pii = PiiScrub(PiiScrub.Config(pseudonym_key_env="TWEETMILL_KEY_SET_LATE"))
+    with pytest.raises(MissingKey, match="TWEETMILL_KEY_SET_LATE"):
+        engine.run_stage(pii, parts, tmp_path / "no-key", False)
+    monkeypatch.setenv("TWEETMILL_KEY_SET_LATE", "a-key-of-twenty-chars")
+    result = engine.run_stage(PiiScrub(pii.config), parts, tmp_path / "pii", False)
+    scrubbed = [r["text"] for p in result.parts for r in read_part(p).to_pylist()]
+    assert len(scrubbed) == 40 and all("<EMAIL>" in t for t in scrubbed)

@@ -322,7 +322,8 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker, initargs=(stage,))
+        pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker,
+                                   initargs=(stage, dict(os.environ)))
         for _ in range(10):  # a submit starts a worker while none is idle (CPython 3.9+): a round or two starts all
             if len(getattr(pool, "_processes", None) or {}) >= workers:
                 break
@@ -335,15 +336,19 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _start_worker(stage: BatchStage) -> None:
+def _start_worker(stage: BatchStage, environment: dict[str, str]) -> None:
+    """The stage, and the caller's environment as it is now (a stage's key may have been set after the process that
+    starts workers began). Its setup runs with the first part, so a failure reaches the caller as itself."""
     global _worker_stage
+    os.environ.clear()
+    os.environ.update(environment)
     _worker_stage = stage
-    stage.ensure_setup()
 
 
 def _annotate_part(part: str) -> tuple[pa.Table, pa.Array]:
     """In a worker: the stage's columns and drop reasons for one part. Only these travel back; the parent reads the
     part from disk itself (memory-mapped) and merges them in."""
+    _worker_stage.ensure_setup()
     table = read_part(Path(part))
     added = _worker_stage.annotate(table)
     return added, _worker_stage.drop_reasons(merge_columns(table, added))
