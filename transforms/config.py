@@ -58,6 +58,13 @@ class PipelineConfig(BaseModel):
         for name in self.settings:
             if name not in CATALOGUE:
                 raise ValueError(f"settings for unknown stage {name!r}")
+        if self.engine == "spark":
+            from transforms.engines.spark_session import SparkOptions
+
+            try:
+                SparkOptions(**self.engine_options)
+            except ValidationError as e:
+                raise ValueError(f"engine_options.{_first_error(e)}") from None
         for name in self.stages:  # validate each stage's settings and find its models now, not halfway through a run
             try:
                 files = stage_class(name)(self.stage_config(name)).resources.model_files
@@ -104,7 +111,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> PipelineCon
     try:
         return PipelineConfig(**data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid config: {where}: {message}" if where else f"invalid config: {message}") from None
+        raise ConfigError(f"invalid config: {_first_error(e)}") from None
+
+
+def _first_error(e: ValidationError) -> str:
+    """A validation error's first problem on one line, as "where: what"."""
+    first = e.errors()[0]
+    where = ".".join(str(x) for x in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
-from pydantic import ValidationError
 
 import transforms
 from transforms import publish
@@ -335,11 +334,7 @@ def preflight(config: PipelineConfig) -> list:
     if config.engine == "spark":
         from transforms.engines.spark_session import SparkOptions
 
-        try:
-            options = SparkOptions(**config.engine_options)
-        except ValidationError as e:
-            first = e.errors()[0]
-            raise ConfigError(f"invalid config: engine_options.{'.'.join(map(str, first['loc']))}: {first['msg']}")
+        options = SparkOptions(**config.engine_options)  # valid: the config checked them
         problem = options.unreachable_master()
         if problem:
             raise ConfigError(f"cannot reach the Spark master {options.master} ({problem})")

@@ -67,10 +67,16 @@ def drop_rows(table: pa.Table, stage: str, reasons: pa.Array, dup_of: pa.Array |
 
 
 
+def batch_stage_output(stage, table: pa.Table) -> tuple[pa.Table, pa.Array]:
+    """A batch stage on one table: its own columns, and its drop reasons (null = keep)."""
+    added = stage.annotate(table)
+    return added, stage.drop_reasons(merge_columns(table, added))
+
+
 def apply_batch_stage(stage, table: pa.Table) -> tuple[pa.Table, pa.Array]:
-    """A batch stage on one table: its columns merged in, and its drop reasons (null = keep)."""
-    table = merge_columns(table, stage.annotate(table))
-    return table, stage.drop_reasons(table)
+    """A batch stage on one table: its columns merged in, and its drop reasons."""
+    added, reasons = batch_stage_output(stage, table)
+    return merge_columns(table, added), reasons
 
 
 def dedupe_columns(stage, table: pa.Table, dup_of: pa.Array, cluster_size: pa.Array, pinned) -> tuple[pa.Table, pa.Array]:

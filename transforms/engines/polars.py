@@ -25,6 +25,7 @@ from transforms.engines.common import (
     ORIGINAL_TEXT,
     IngestResult,
     apply_batch_stage,
+    batch_stage_output,
     dedupe_columns,
     Progress,
     StepResult,
@@ -349,6 +350,4 @@ def _annotate_part(part: str) -> tuple[pa.Table, pa.Array]:
     """In a worker: the stage's columns and drop reasons for one part. Only these travel back; the parent reads the
     part from disk itself (memory-mapped) and merges them in."""
     _worker_stage.ensure_setup()
-    table = read_part(Path(part))
-    added = _worker_stage.annotate(table)
-    return added, _worker_stage.drop_reasons(merge_columns(table, added))
+    return batch_stage_output(_worker_stage, read_part(Path(part)))

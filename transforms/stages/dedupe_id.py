@@ -13,11 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from transforms.stages.base import DedupeStage, StageConfig, one_key_per_row
-
-
-class DedupeIdConfig(StageConfig):
-    pass
+from transforms.stages.base import DedupeStage, one_key_per_row
 
 
 def _id_keys(ids: pa.ChunkedArray | pa.Array) -> pa.Table:
@@ -26,7 +22,6 @@ def _id_keys(ids: pa.ChunkedArray | pa.Array) -> pa.Table:
 
 class DedupeId(DedupeStage):
     name = "dedupe_id"
-    Config = DedupeIdConfig
     reads = ("id",)
     dup_of_column = "id_dup_of"
     cluster_size_column = "id_cluster_size"
