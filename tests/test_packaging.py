@@ -1,5 +1,5 @@
 """tweetmill installed from its wheel, as in a cluster image or on Dataflow workers: the shipped models come along,
-and stages pickled by a driver whose install lives elsewhere (as Spark and Beam ship them) find them too."""
+and stages pickled by a driver whose install lives elsewhere (as Spark ships them to executors) find them too."""
 
 import shutil
 import subprocess

@@ -1,4 +1,5 @@
-"""Engines translate stage definitions into work on one machine (polars) or a cluster (spark, beam).
+"""Engines translate stage definitions into work on one machine (polars) or a cluster (spark).
+There is no Beam engine yet.
 
 Each engine offers the same four operations over working parts (staging.py): ingest, run_stage, write_shards (and its name);
 the pipeline (transforms/pipeline.py) calls them and never sees engine internals.

@@ -1,7 +1,7 @@
 """The models tweetmill ships as package data (the wheel carries this folder).
 
 A stage's configuration names a shipped model "packaged", never by its absolute path: configurations are pickled to
-Spark executors and Beam workers, whose install of tweetmill lives elsewhere than the driver's. The name is turned
+Spark executors (and any other remote worker), whose install of tweetmill lives elsewhere than the driver's. The name is turned
 into a file where the model is loaded.
 """
 
