@@ -71,6 +71,26 @@ def test_published_reject_excerpts_hold_no_personal_data_when_the_run_scrubs_it(
         assert excerpt == broken.decode()
 
 
+@pytest.mark.parametrize("stages", [["normalize"], ["normalize", "pii"]])
+def test_a_run_that_scrubs_pii_leaves_no_raw_steps_beside_the_table(tmp_path, stages):
+    """The step cache holds raw text, authors and excerpts: kept for reuse, unless the run scrubbed them."""
+    broken = b'{"id": "77", "text": "broken", "user": {"screen_name": "bob_smith"'
+    src = _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "mail bob.smith@example.org or call +1 202 555 0143")],
+                       raw_lines=[broken])
+    config = load_config(stages=stages, settings={"pii": {"allow_dev_key": True}} if "pii" in stages else {})
+    table = tmp_path / "table"
+    report = pipeline.run([str(src)], table, config)
+    steps = sorted(p.name for p in (table / "_tweetmill" / "cache").iterdir())
+    if "pii" not in stages:
+        assert len(steps) == len(stages) + 1  # ingest and each stage, for the next run to reuse
+        return
+    assert steps == []
+    files = [p for p in table.rglob("*") if p.is_file()]
+    raw = [p for p in files for planted in (b"bob.smith@example.org", b"555 0143", b"bob_smith") if planted in p.read_bytes()]
+    assert raw == []
+    assert pipeline.run([str(src)], table, config)["version"] == report["version"]  # a rerun still publishes once
+
+
 def test_each_version_reads_back_exactly(tmp_path):
     table = tmp_path / "t"
     first = pipeline.run([str(_write_jsonl(tmp_path / "1.jsonl", [_v2(i, f"tweet {i}") for i in range(5)]))], table, load_config())

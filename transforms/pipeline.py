@@ -291,10 +291,15 @@ class Curation:
     def after_commit(self, report: dict, previous: dict) -> dict:
         """The version's data card and report, then forget the steps of the version published before this one that
         this run did not reuse (a rerun with one setting changed reuses the rest). Only a published run's steps are
-        forgotten: another run writing to the table at the same time keeps its own."""
+        forgotten: another run writing to the table at the same time keeps its own. A run that scrubs PII forgets
+        its own steps too: they hold the raw text, authors and reject excerpts, and must not outlive the publish
+        beside the scrubbed table."""
         report["data_card"] = str(self.write_data_card(report))
         publish.write_report(self.table, report["run_id"], report)
-        self.cache.forget(set(previous.get("steps", [])) - set(self.keys))
+        forget = set(previous.get("steps", [])) - set(self.keys)
+        if any(stage.name == "pii" for stage in self.stages):
+            forget |= set(self.keys)
+        self.cache.forget(forget)
         return report
 
 
