@@ -514,3 +514,55 @@ def test_damaged_parquet_is_one_reject(tmp_path):
     tweets, rejects = read(path)
     assert tweets.num_rows == 0 and rejects.num_rows == 1
     assert rejects.column("reason")[0].as_py().startswith("unreadable Parquet data")
+
+
+def test_parquet_values_no_mapper_expects_cost_only_their_own_rows(tmp_path):
+    """pandas' nanosecond timestamps are truncated, a count beyond int64 (or infinite) is null, and a text that is
+    not UTF-8 rejects its row alone: the rest of the batch and of the file is read."""
+    path = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({
+        "id": ["1", "2", "3", "4"],
+        "text": pa.array([b"first", b"second \xff\xfe", b"third", b"fourth"], pa.binary()),
+        "created_at": pa.array([1_600_000_000_123_456_789] * 4, pa.timestamp("ns")),
+        "like_count": [1.0, 2.0, 1e30, float("inf")],
+    }), path)
+    tweets, rejects = read(path)
+    assert tweets.select(["id", "text", "like_count"]).to_pylist() == [
+        {"id": "1", "text": "first", "like_count": 1},
+        {"id": "3", "text": "third", "like_count": None},
+        {"id": "4", "text": "fourth", "like_count": None},
+    ]
+    assert tweets.column("created_at")[0].as_py() == datetime(2020, 9, 13, 12, 26, 40, 123456, tzinfo=timezone.utc)
+    assert rejects.select(["source_line", "reason"]).to_pylist() == [
+        {"source_line": 2, "reason": "column 'text' is not valid UTF-8"}]
+
+
+def test_a_count_out_of_range_is_null_not_a_crash(tmp_path):
+    path = tmp_path / "flat.jsonl"
+    path.write_bytes(b'{"tweet_id": "1", "text": "a", "like_count": 1e30}\n'
+                     b'{"tweet_id": "2", "text": "b", "like_count": 7}\n'
+                     b'[{"tweet_id": "3", "text": "c", "like_count": 1e300}]\n')
+    tweets, rejects = read(path)
+    assert rejects.num_rows == 0
+    assert tweets.select(["id", "like_count"]).to_pylist() == [
+        {"id": "1", "like_count": None}, {"id": "2", "like_count": 7}, {"id": "3", "like_count": None}]
+
+
+
+def test_a_value_no_mapper_expects_costs_only_its_own_record():
+    """canonical() maps a batch that fails as a whole record by record: the failing record is rejected with the
+    error, the others come out as the whole batch would have given them."""
+    from transforms.readers.records import Kind, canonical, good_rows
+
+    def mapper(raw, _options):
+        if "boom" in raw.column("text").to_pylist():
+            raise pa.ArrowInvalid("a value nobody expected")
+        return {"id": raw.column("id"), "text": raw.column("text")}
+
+    kind = Kind("flat", None, mapper)
+    raw = pa.table({"id": ["1", "2", "3"], "text": ["a", "boom", "c"]})
+    rows, reasons = canonical(kind, raw, None, "f.jsonl", [10, 11, 12], [0, 0, 0])
+    assert reasons.to_pylist() == [None, "unreadable record: a value nobody expected", None]
+    assert rows.column("source_line").to_pylist() == [10, 11, 12]
+    assert good_rows(rows, reasons).select(["id", "text", "source_line"]).to_pylist() == [
+        {"id": "1", "text": "a", "source_line": 10}, {"id": "3", "text": "c", "source_line": 12}]

@@ -48,15 +48,21 @@ def trimmed_id(values: Column | None) -> Column | None:
     return pc.utf8_trim(values, characters=" \t'\"")
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def count(values: Column | None) -> Column | None:
     """Counts as int64: integers pass, digit strings are read, anything else (e.g. "100+") becomes null."""
     if values is None or pa.types.is_int64(values.type):
         return values
     if pa.types.is_integer(values.type):
+        if pa.types.is_uint64(values.type):  # the one integer type that may not fit
+            values = pc.if_else(pc.less_equal(values, pa.scalar(_INT64_MAX, pa.uint64())), values, pa.scalar(None, values.type))
         return pc.cast(values, pa.int64())
     if pa.types.is_floating(values.type):
-        whole = pc.equal(pc.floor(values), values)
-        return pc.cast(pc.if_else(whole, values, pa.scalar(None, values.type)), pa.int64())
+        # Whole and inside int64 (1e30, inf and NaN are not counts: null, as "100+" is).
+        usable = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), 2.0**63))
+        return pc.cast(pc.if_else(usable, values, pa.scalar(None, values.type)), pa.int64())
     text = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
     usable = pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.utf8_length(text), 18))
     return pc.cast(pc.if_else(usable, text, pa.scalar(None, pa.string())), pa.int64())

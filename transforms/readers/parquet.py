@@ -35,15 +35,46 @@ def read_parquet(source, source_file: str, options) -> Iterator[Part]:
 def _part(table: pa.Table, source_file: str, options, first: int) -> Part:
     lines = np.arange(first, first + table.num_rows, dtype=np.int64)
     indexes = np.zeros(table.num_rows, dtype=np.int32)
-    rows, reasons = canonical(tabular.PARQUET, table, options, source_file, lines, indexes)
+    text_table, not_utf8 = _binary_as_text(table)
+    rows, reasons = canonical(tabular.PARQUET, text_table, options, source_file, lines, indexes)
+    if not_utf8 is not None:
+        reasons = pc.coalesce(not_utf8, reasons)
     bad = pc.is_valid(reasons)
     rejects = reject_table(
-        source_file,
-        rows.column("source_line").filter(bad),
-        reasons.filter(bad),
-        [excerpt(orjson.dumps(r, default=str)) for r in table.filter(bad).to_pylist()],
+        source_file, rows.column("source_line").filter(bad), reasons.filter(bad), _excerpts(table.filter(bad))
     )
     return Part(good_rows(rows, reasons), rejects, table.nbytes)
+
+
+def _excerpts(table: pa.Table) -> list[str]:
+    return [excerpt(orjson.dumps(r, default=str)) for r in table.to_pylist()]
+
+
+def _binary_as_text(table: pa.Table) -> tuple[pa.Table, pa.Array | None]:
+    """Binary columns read as UTF-8 text. A value that is not UTF-8 becomes null and its row gets a reason (null
+    elsewhere); the per-value check runs only for a column whose cast failed."""
+    reasons = None
+    for i, field in enumerate(table.schema):
+        if not (pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)):
+            continue
+        values = table.column(i)
+        try:
+            text = values.cast(pa.string())
+        except pa.ArrowInvalid:
+            decoded = [_utf8(v) for v in values.to_pylist()]
+            text = pa.array(decoded, pa.string())
+            broken = pc.and_(pc.is_null(text), values.combine_chunks().is_valid())
+            reason = pc.if_else(broken, f"column {field.name!r} is not valid UTF-8", pa.scalar(None, pa.string()))
+            reasons = reason if reasons is None else pc.coalesce(reasons, reason)
+        table = table.set_column(i, pa.field(field.name, pa.string()), text)
+    return table, reasons
+
+
+def _utf8(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _rows_per_batch(parquet: pq.ParquetFile, batch_bytes: int) -> int:

@@ -112,8 +112,35 @@ def problems(columns: dict, n: int) -> pa.Array:
     return pc.if_else(pc.is_null(ids), "record has no id", reason)
 
 
+# What a mapper raises on a value it did not expect (Arrow's cast and compute errors are ValueErrors too).
+MAPPING_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
+_LOOSE = pa.schema([field.with_nullable(True) for field in TWEET_SCHEMA])  # rows before validation may lack an id
+
+
 def canonical(kind: Kind, raw: pa.Table, options, source_file: str, lines, indexes) -> tuple[pa.Table, pa.Array]:
-    """Map raw records to canonical columns with lineage; returns (rows, reasons), reasons null for good rows."""
+    """Map raw records to canonical columns with lineage; returns (rows, reasons), reasons null for good rows.
+
+    A value no mapper expected costs only its own record: the batch is then mapped record by record, and that
+    record gets the error as its reason."""
+    try:
+        return _canonical(kind, raw, options, source_file, lines, indexes)
+    except MAPPING_ERRORS as e:
+        lines, indexes = np.asarray(lines, dtype=np.int64), np.asarray(indexes, dtype=np.int32)
+        if raw.num_rows == 1:
+            row = {f.name: [None] for f in TWEET_SCHEMA} | {
+                "source_file": [source_file], "source_line": lines, "source_index": indexes}
+            return pa.table(row, schema=_LOOSE), pa.array([f"unreadable record: {e}"[:300]], pa.string())
+        pieces = [canonical(kind, raw.slice(i, 1), options, source_file, lines[i:i + 1], indexes[i:i + 1])
+                  for i in range(raw.num_rows)]
+        return (pa.concat_tables([conform(rows, _LOOSE) for rows, _ in pieces]),
+                pa.chunked_array([chunk for _, reasons in pieces for chunk in _chunks(reasons)], pa.string()))
+
+
+def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+
+
+def _canonical(kind: Kind, raw: pa.Table, options, source_file: str, lines, indexes) -> tuple[pa.Table, pa.Array]:
     n = raw.num_rows
     columns = {k: v for k, v in kind.mapper(raw, options).items() if v is not None}
     columns["source_format"] = pa.repeat(pa.scalar(kind.label, pa.string()), n)

@@ -49,12 +49,23 @@ def _epoch(values: pa.Array) -> pa.Array:
     return micros.cast(TIMESTAMP)
 
 
+def _micros(values: pa.Array) -> pa.Array:
+    """Timestamps of any unit as microseconds: nanoseconds (pandas' unit) are truncated, and seconds or
+    milliseconds beyond what microseconds can hold become null, so no value stops the batch."""
+    if values.type.unit == "ns":
+        return values.cast(TIMESTAMP, safe=False)
+    factor = {"s": 1_000_000, "ms": 1_000, "us": 1}[values.type.unit]
+    raw = values.cast(pa.int64())
+    fits = pc.less_equal(pc.abs(raw), (2**63 - 1) // factor)
+    return pc.multiply(pc.if_else(fits, raw, pa.scalar(None, pa.int64())), factor).cast(TIMESTAMP)
+
+
 def parse_timestamps(values, first: str | None = None) -> pa.Array:
     """`values` (strings, or already timestamps/integers) as TIMESTAMP; `first`: a strptime format to try first."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_timestamp(values.type):
-        return values.cast(TIMESTAMP) if values.type.tz else pc.assume_timezone(values, "UTC").cast(TIMESTAMP)
+        return _micros(values if values.type.tz else pc.assume_timezone(values, "UTC"))
     if pa.types.is_integer(values.type):
         values = values.cast(pa.string())
     elif not pa.types.is_string(values.type):
