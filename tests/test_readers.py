@@ -566,3 +566,49 @@ def test_a_value_no_mapper_expects_costs_only_its_own_record():
     assert rows.column("source_line").to_pylist() == [10, 11, 12]
     assert good_rows(rows, reasons).select(["id", "text", "source_line"]).to_pylist() == [
         {"id": "1", "text": "a", "source_line": 10}, {"id": "3", "text": "c", "source_line": 12}]
+
+
+def test_a_quote_that_never_closes_costs_its_own_row_only(tmp_path):
+    """An opening quote without its closing one would swallow every line after it into one text: its row is
+    rejected and the lines after it are read as rows again (fast and slow path alike)."""
+    path = tmp_path / "unbalanced.csv"
+    path.write_bytes(b'id,text\n1,"my 27"" monitor, love it\n2,second\n3,third\n4,fourth\n')
+    tweets, rejects = read(path)
+    assert tweets.select(["id", "text", "source_line"]).to_pylist() == [
+        {"id": "2", "text": "second", "source_line": 3},
+        {"id": "3", "text": "third", "source_line": 4},
+        {"id": "4", "text": "fourth", "source_line": 5},
+    ]
+    assert rejects.select(["source_line", "reason"]).to_pylist() == [
+        {"source_line": 2, "reason": "unterminated quoted field: a quote opened on this line never closes"}]
+
+
+def test_a_quote_closed_by_the_next_rows_opening_quote_is_caught(tmp_path):
+    """Balanced in count but paired across rows: the merged record is not well-formed CSV, so the row whose quote
+    opened it is rejected and the next row is read on its own. A real line break inside quotes stays."""
+    path = tmp_path / "paired.csv"
+    path.write_bytes(b'id,text,n\n1,"unterminated,1\n2,"after it",2\n3,"two\nlines",3\n')
+    tweets, rejects = read(path)
+    assert tweets.select(["id", "text"]).to_pylist() == [{"id": "2", "text": "after it"}, {"id": "3", "text": "two\nlines"}]
+    assert [r["source_line"] for r in rejects.to_pylist()] == [2]
+    assert rejects.column("reason")[0].as_py().startswith("malformed quoted field across lines")
+
+
+def test_a_long_text_is_read_on_the_slow_path_too(tmp_path):
+    path = tmp_path / "long.csv"
+    long_text = "word " * 40_000
+    path.write_bytes(f'id,text\n1,a stray " quote\n2,{long_text}\n'.encode())
+    tweets, rejects = read(path)
+    assert rejects.num_rows == 0 and tweets.column("text").to_pylist() == ['a stray " quote', long_text]
+
+
+def test_classic_mac_line_ends(tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b'id,text\r1,hello\r2,"two\rlines"\r3,bye\r')
+    tweets, rejects = read(path)
+    assert rejects.num_rows == 0
+    assert tweets.select(["id", "text", "source_line"]).to_pylist() == [
+        {"id": "1", "text": "hello", "source_line": 2},
+        {"id": "2", "text": "two\nlines", "source_line": 3},
+        {"id": "3", "text": "bye", "source_line": 5},
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -79,6 +80,21 @@ def record_chunks(stream, batch_bytes: int, quoted: bool) -> Iterator[tuple[byte
             pending = pending[cut:]
 
 
+def _multiline_records_are_well_formed(data: bytes) -> bool:
+    """Records with a line break inside a quoted field (a chunk holds few) each checked as the slow path would."""
+    arr = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(arr == _NL)
+    ends = record_ends(data, True)
+    inner = newlines[~np.isin(newlines, ends)]
+    if not len(inner):
+        return True
+    which = np.unique(np.searchsorted(ends, inner))
+    starts = np.where(which > 0, ends[np.maximum(which - 1, 0)] + 1, 0)
+    stops = np.where(which < len(ends), ends[np.minimum(which, len(ends) - 1)] + 1, len(data))
+    records = b"".join(data[a:b] for a, b in zip(starts, stops))  # well-formed records join into a well-formed text
+    return _malformed(records.decode("utf-8", errors="surrogateescape") + "\n") is None
+
+
 class DelimitedReader:
     """One CSV/TSV file after its header: chunks of records in, Parts out; keeps the running line number."""
 
@@ -109,6 +125,8 @@ class DelimitedReader:
         return first_line + np.searchsorted(np.flatnonzero(arr == _NL), starts[keep])
 
     def _fast(self, data: bytes, first_line: int):
+        if self.quoted and (data.count(b'"') % 2 or not _multiline_records_are_well_formed(data)):
+            return None  # a stray quote, or one that never closes: the csv module decides, record by record
         invalid: list[tuple[int, int, str]] = []
 
         def on_invalid(row) -> str:
@@ -161,37 +179,75 @@ class DelimitedReader:
 
     def _slow(self, data: bytes, first_line: int) -> tuple[pa.Table, pa.Table]:
         """Row by row with Python's csv module (authoritative for odd quoting and bad bytes)."""
-        text = io.StringIO(data.decode("utf-8", errors="surrogateescape"), newline="")
-        reader = csv.reader(
-            text, delimiter=self.delimiter, quoting=csv.QUOTE_MINIMAL if self.quoted else csv.QUOTE_NONE
-        )
-        rows, lines, bad = [], [], []
-        consumed = 0
-        while True:
-            start = first_line + consumed
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                bad.append((start, f"unreadable row: {e}", ""))
-                consumed = reader.line_num
-                continue
-            consumed = reader.line_num
-            if not row:
-                continue
-            joined = self.delimiter.join(row)
-            if len(row) != len(self.names):
-                bad.append((start, self._width_reason(len(row)), _unescape(joined)))
-            elif _has_bad_bytes(joined):
-                bad.append((start, _utf8_reason(joined), _unescape(joined)))
-            else:
-                rows.append(row)
-                lines.append(start)
+        lines = re.findall(r"[^\n]*\n|[^\n]+$", data.decode("utf-8", errors="surrogateescape"))
+        rows, numbers, bad = [], [], []
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(data) + 1))  # a long text is a tweet, not an error
+        try:
+            for start, row, problem in self._rows(lines):
+                if problem is not None:
+                    bad.append((first_line + start, problem, _unescape(lines[start].rstrip("\r\n"))))
+                    continue
+                if not row:
+                    continue
+                joined = self.delimiter.join(row)
+                if len(row) != len(self.names):
+                    bad.append((first_line + start, self._width_reason(len(row)), _unescape(joined)))
+                elif _has_bad_bytes(joined):
+                    bad.append((first_line + start, _utf8_reason(joined), _unescape(joined)))
+                else:
+                    rows.append(row)
+                    numbers.append(first_line + start)
+        finally:
+            csv.field_size_limit(limit)
         columns = list(zip(*rows)) if rows else [()] * len(self.names)
         table = pa.table({n: pa.array(list(c), pa.string()) for n, c in zip(self.names, columns)})
         rejects = reject_table(self.source_file, *zip(*bad)) if bad else REJECT_SCHEMA.empty_table()
-        return self._map(table, np.asarray(lines, dtype=np.int64), rejects)
+        return self._map(table, np.asarray(numbers, dtype=np.int64), rejects)
+
+    def _rows(self, lines: list[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
+        """(index of the record's first line, its fields or None, why not). A quoted field that is still open at
+        the end of the data would swallow every line after it: its record is rejected with its first line, and
+        reading starts again on the next line."""
+        quoting = csv.QUOTE_MINIMAL if self.quoted else csv.QUOTE_NONE
+        position = 0
+        while position < len(lines):
+            reader = csv.reader(lines[position:], delimiter=self.delimiter, quoting=quoting)
+            restart, consumed = None, 0
+            while True:
+                start = position + consumed
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    consumed = reader.line_num
+                    yield start, None, f"unreadable row: {e}"
+                    continue
+                spanned = position + reader.line_num - start  # lines this record took
+                consumed = reader.line_num
+                problem = _malformed("".join(lines[start:start + spanned])) if spanned > 1 else None
+                if problem is not None:
+                    yield start, None, problem
+                    restart = start + 1
+                    break
+                yield start, row, None
+            if restart is None:
+                return
+            position = restart
+
+
+def _malformed(record: str) -> str | None:
+    """Why a record that spans lines is not a well-formed CSV record (None when it is). A quoted field with a line
+    break in it must close before a delimiter or the line's end; one that never closes, or closes in the middle of
+    a later field, is a stray quote that has swallowed the lines after it."""
+    try:
+        list(csv.reader(io.StringIO(record, newline=""), strict=True))
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            return "unterminated quoted field: a quote opened on this line never closes"
+        return f"malformed quoted field across lines ({e})"
+    return None
 
 
 def _has_bad_bytes(text: str) -> bool:
@@ -207,14 +263,33 @@ def _unescape(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
+class _CarriageReturnLines:
+    """A stream whose lines end in CR alone (classic Mac, Excel's "CSV (Macintosh)"), read as if they ended in LF."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        return self.stream.read(n).replace(b"\r", b"\n")
+
+
 def read_delimited(stream, source_file: str, options, delimiter: str) -> Iterator[Part]:
     header = stream.peek_line(1 << 20)
     if not header.strip():
         return
-    stream.read(len(header))
+    if b"\n" not in header and b"\r" in header:
+        header = header[: header.index(b"\r") + 1]
+        stream.read(len(header))
+        stream = _CarriageReturnLines(stream)
+    else:
+        stream.read(len(header))
     text = header.decode("utf-8", errors="replace").rstrip("\r\n")
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    names = _unique([n.strip() for n in next(csv.reader([text], delimiter=delimiter, quoting=quoting))])
+    try:
+        names = _unique([n.strip() for n in next(csv.reader([text], delimiter=delimiter, quoting=quoting))])
+    except csv.Error as e:
+        yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, 1, f"unreadable header row: {e}", header), 0)
+        return
     reader = DelimitedReader(source_file, options, delimiter, names, first_line=2)
     for data, broken in record_chunks(stream, options.batch_bytes, reader.quoted):
         if broken is not None:
