@@ -160,6 +160,29 @@ def test_annotate_keeps_every_row_with_stage_columns(tmp_path):
     assert rows["1000"]["dup_of"] is None and rows["1000"]["drop_reason"] is None
 
 
+def test_annotate_drops_exactly_what_run_drops(tmp_path):
+    """Rows an earlier stage drops are not there for a later dedupe in a run, so in annotate they keep nobody out:
+    a tweet whose id or text was first seen on a row dropped before is kept, as run keeps it."""
+    records = [
+        {"id": "10", "text": "alpha text about the weather in the park today", "created_at": "2023-01-01T00:00:00Z"},
+        {"id": "10", "text": "beta different text about my two cats sleeping", "created_at": "2023-01-02T00:00:00Z"},
+        {"id": "11", "text": "beta different text about my two cats sleeping", "created_at": "2023-01-03T00:00:00Z"},
+        {"id": "12", "text": "beta different text about my two cats sleeping!", "created_at": "2023-01-04T00:00:00Z"},
+        {"id": "20", "text": "\u200b", "created_at": "2023-01-01T00:00:00Z"},
+        {"id": "20", "text": "gamma a tweet whose id was first seen with an empty text", "created_at": "2023-01-02T00:00:00Z"},
+    ]
+    src = _write_jsonl(tmp_path / "a.jsonl", records)
+    config = load_config(stages=["normalize", "dedupe_id", "dedupe_exact", "dedupe_minhash"])
+    report = pipeline.run([str(src)], tmp_path / "table", config)
+    published = sorted(pl.read_delta(str(tmp_path / "table"))["text"].to_list())
+    pipeline.annotate([str(src)], tmp_path / "ann.parquet", config)
+    annotated = pl.read_parquet(tmp_path / "ann.parquet")
+    assert sorted(annotated.filter(pl.col("drop_reason").is_null())["text_out"].to_list()) == published
+    assert sorted(annotated["drop_reason"].drop_nulls().to_list()) == sorted(
+        f"{s['name']}:{reason}" for s in report["stages"] for reason, n in s["reasons"].items() for _ in range(n))
+    assert annotated.filter(pl.col("id") == "11")["drop_reason"].to_list() == [None]
+
+
 def test_compressed_and_plain_inputs_give_the_same_rows(tmp_path):
     records = [_v2(i, f"tweet {i}") for i in range(20)]
     plain = _write_jsonl(tmp_path / "p.jsonl", records)

@@ -79,6 +79,20 @@ def apply_batch_stage(stage, table: pa.Table) -> tuple[pa.Table, pa.Array]:
     return merge_columns(table, added), reasons
 
 
+def candidate_keys(stage, table: pa.Table) -> tuple[pa.Table, tuple[pa.Array, pa.Array] | None]:
+    """A dedupe stage's keys for the rows that take part in grouping, and its pinned rows. Pinned rows already
+    know their target; in annotate mode, rows an earlier stage would drop are not there in a real run either, so
+    they neither keep nor lose against anyone."""
+    keys, pins = stage.keys(table), stage.pinned(table)
+    out = pc.is_valid(pins[1]) if pins is not None else None
+    if "drop_reason" in table.column_names:
+        dropped = pc.is_valid(table.column("drop_reason"))
+        out = dropped if out is None else pc.or_(out, dropped)
+    if out is not None:
+        keys = keys.filter(pc.invert(pc.take(out, keys.column("row"))))
+    return keys, pins
+
+
 def dedupe_columns(stage, table: pa.Table, dup_of: pa.Array, cluster_size: pa.Array, pinned) -> tuple[pa.Table, pa.Array]:
     """A dedupe stage's verdict on one table: dup_of (null for kept rows) and cluster size merged in, plus reasons.
 

@@ -26,6 +26,7 @@ from transforms.engines.common import (
     IngestResult,
     apply_batch_stage,
     batch_stage_output,
+    candidate_keys,
     dedupe_columns,
     Progress,
     StepResult,
@@ -163,11 +164,8 @@ class PolarsEngine:
         for table in read_parts(parts):
             annotations.append(stage.annotate(table))  # small (a hash per row at most): kept for pass 2
             table = merge_columns(table, annotations[-1])
-            pins = stage.pinned(table)
-            keys = stage.keys(table)
+            keys, pins = candidate_keys(stage, table)
             if pins is not None:
-                keep_keys = pc.is_null(pc.take(pins[1], keys.column("row")))
-                keys = keys.filter(keep_keys)
                 pinned.append(pins)
             key_rows.append(keys.column("row").to_numpy() + row_offset)
             key_bands.append(keys.column("band").to_numpy())
@@ -227,9 +225,7 @@ class PolarsEngine:
         def sketch(table: pa.Table):
             columns = stage.annotate(table)
             table = merge_columns(table, columns)
-            keys, pins = stage.keys(table), stage.pinned(table)
-            if pins is not None:
-                keys = keys.filter(pc.is_null(pc.take(pins[1], keys.column("row"))))
+            keys, _ = candidate_keys(stage, table)
             rows = keys.column("row").to_numpy()
             created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
             ids = table.column("id").cast(pa.uint64()).to_numpy()

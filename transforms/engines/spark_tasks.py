@@ -30,6 +30,7 @@ from transforms.dedupe import band_edges
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     apply_batch_stage,
+    candidate_keys,
     dedupe_columns,
     drop_rows,
     first_reason,
@@ -179,10 +180,7 @@ class SketchTask(_PartTask):
     def process(self, stage, i, table):
         n = table.num_rows
         table = merge_columns(table, stage.annotate(table))
-        keys = stage.keys(table)
-        pins = stage.pinned(table)
-        if pins is not None:
-            keys = keys.filter(pc.is_null(pc.take(pins[1], keys.column("row"))))
+        keys, _ = candidate_keys(stage, table)
         payload = stage.payload(table)
         rank = np.zeros(n, dtype=np.int64)
         if n:
