@@ -4,6 +4,8 @@ them across ranks and workers with no overlap and no gaps."""
 from __future__ import annotations
 
 import doctest
+import subprocess
+import sys
 from collections import Counter
 
 import polars as pl
@@ -108,3 +110,21 @@ def test_spark_reads_the_pinned_version(table):
             assert ids == sorted(_ids(table, version))
     finally:
         stop()
+
+
+def test_importing_the_loaders_does_not_import_torch():
+    """Polars, pyarrow and DuckDB users should not wait seconds for torch; TweetDataset still comes with it."""
+    code = ("import sys; from transforms import loaders; assert 'torch' not in sys.modules; "
+            "import pickle; from torch.utils.data import IterableDataset; "
+            "assert issubclass(loaders.TweetDataset, IterableDataset); "
+            "assert pickle.loads(pickle.dumps(loaders.TweetDataset)) is loaders.TweetDataset")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_duckdb_reads_a_version_without_rows(tmp_path):
+    path = tmp_path / "table"
+    publish_run(path, curated_rows(0), "20240101T000000Z-empty")
+    relation = duckdb_relation(path, 0)
+    assert relation.aggregate("count(*)").fetchall() == [(0,)]
+    assert relation.columns == pl.read_delta(str(path), version=0).columns

@@ -28,9 +28,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import IterableDataset, get_worker_info
 
+from transforms import publish
 from transforms.versions import shard_uris
 
 
@@ -49,7 +48,10 @@ def duckdb_relation(table: str | Path, version: int | None = None, connection=No
     import duckdb
 
     connection = connection if connection is not None else duckdb.connect()
-    return connection.read_parquet(shard_uris(table, version))
+    uris = shard_uris(table, version)
+    if not uris:  # a version without rows has no shards, and DuckDB cannot read an empty list of files
+        return connection.from_arrow(pa.schema(publish.open_table(table, version).schema().to_arrow()).empty_table())
+    return connection.read_parquet(uris)
 
 
 def spark_frame(spark, table: str | Path, version: int | None = None):
@@ -99,7 +101,7 @@ def split(groups: Sequence[tuple[str, int, int]], slot: int, slots: int) -> list
     ]
 
 
-class TweetDataset(IterableDataset):
+class _TweetRows:
     """Streams the rows of a version as dicts, split across distributed ranks and DataLoader workers.
 
     Rank r of world_size W (defaults: torch.distributed's, else 0 of 1) with N DataLoader workers reads slot
@@ -120,6 +122,8 @@ class TweetDataset(IterableDataset):
         shuffle: bool = False,
         seed: int = 0,
     ):
+        import torch
+
         super().__init__()
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank = rank if rank is not None else (torch.distributed.get_rank() if distributed else 0)
@@ -145,6 +149,8 @@ class TweetDataset(IterableDataset):
         return split(self.groups, self.rank * num_workers + worker, slots)
 
     def __iter__(self) -> Iterator[dict]:
+        from torch.utils.data import get_worker_info
+
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         pieces = self.pieces(worker, num_workers)
@@ -161,3 +167,15 @@ class TweetDataset(IterableDataset):
                 if self.shuffle:
                     rows = rows.take(rng.permutation(rows.num_rows))
                 yield from rows.to_pylist()
+
+
+def __getattr__(name: str):
+    """`TweetDataset` is `_TweetRows` as a torch IterableDataset, made on first use: importing torch takes seconds
+    that polars, pyarrow and DuckDB readers should not pay."""
+    if name != "TweetDataset":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from torch.utils.data import IterableDataset
+
+    cls = type("TweetDataset", (_TweetRows, IterableDataset), {"__doc__": _TweetRows.__doc__, "__module__": __name__})
+    globals()["TweetDataset"] = cls
+    return cls
