@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from transforms.schema import TWEET_SCHEMA
 from transforms.stages import CATALOGUE, DEFAULT_STAGES, Stage, stage_class
 
 
@@ -55,25 +56,51 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _settings_valid(self) -> "PipelineConfig":
+        """Everything a run could trip on later, checked now: engine options, every stage's settings (listed or
+        not: a typo is a typo), the columns each stage reads, and the model files of the stages that run."""
         for name in self.settings:
             if name not in CATALOGUE:
                 raise ValueError(f"settings for unknown stage {name!r}")
-        if self.engine == "spark":
-            from transforms.engines.spark_session import SparkOptions
-
+        try:
+            self.engine_settings()
+        except ValidationError as e:
+            raise ValueError(f"engine_options.{_first_error(e)}") from None
+        for name in self.settings:
             try:
-                SparkOptions(**self.engine_options)
+                self.stage_config(name)
             except ValidationError as e:
-                raise ValueError(f"engine_options.{_first_error(e)}") from None
-        for name in self.stages:  # validate each stage's settings and find its models now, not halfway through a run
+                raise ValueError(f"settings.{name}.{_first_error(e)}") from None
+        available = set(TWEET_SCHEMA.names)
+        for name in self.stages:
+            stage = stage_class(name)(self.stage_config(name))
+            missing_columns = [c for c in stage.reads if c not in available]
+            if missing_columns:
+                writer = next((s for s in CATALOGUE if missing_columns[0] in
+                               {f.name for f in stage_class(s).writes}), None)
+                raise ValueError(f"{name} reads {missing_columns[0]!r}, which "
+                                 + (f"the {writer} stage writes: list {writer} before {name}" if writer else
+                                    "no stage before it writes"))
+            available |= {f.name for f in stage.writes}
             try:
-                files = stage_class(name)(self.stage_config(name)).resources.model_files
+                files = stage.resources.model_files
             except FileNotFoundError as e:
                 raise ValueError(f"{name}: {e}") from None
             missing = [f for f in files if not Path(f).is_file()]
             if missing:
                 raise ValueError(f"{name}: model file not found: {missing[0]}")
         return self
+
+    def engine_settings(self) -> dict[str, Any]:
+        """The chosen engine's options, checked. A polars run leaves out Spark's (a config may carry them for
+        `--engine spark`)."""
+        from transforms.engines.spark_session import SparkOptions
+
+        if self.engine == "spark":
+            return SparkOptions(**self.engine_options).model_dump(exclude_unset=True)
+        from transforms.engines import PolarsOptions
+
+        options = {k: v for k, v in self.engine_options.items() if k not in SparkOptions.model_fields}
+        return PolarsOptions(**options).model_dump(exclude_unset=True)
 
     def stage_config(self, name: str):
         cls = stage_class(name)

@@ -102,7 +102,7 @@ class Curation:
         self.files = expand_inputs(inputs)
         self.stages = preflight(config)
         self.engine = make_engine(config.engine, part_rows=config.part_rows, progress=progress or progress_hook,
-                                  **config.engine_options)
+                                  **config.engine_settings())
         self.cache = StepCache(cache_root or publish.sidecar(self.table, "cache"))
         self.inputs = [{"path": f, "fingerprint": fingerprint(f)} for f in self.files]
         self.keys: list[str] = []
