@@ -130,18 +130,20 @@ def cmd_annotate(args) -> int:
 
 def cmd_versions(args) -> int:
     from transforms import publish
+    from transforms.versions import readable
 
-    rows = publish.versions(Path(args.table))
+    ok = readable(Path(args.table))
+    rows = [r | {"vacuumed": not ok[r["version"]]} for r in publish.versions(Path(args.table))]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     t = Table(title=f"versions of {args.table}")
-    for col in ("version", "time", "operation", "rows", "rejected", "per stage (in -> out)"):
+    for col in ("version", "time", "operation", "rows", "rejected", "per stage (in -> out)", "files"):
         t.add_column(col)
     for r in rows:
         stages = "; ".join(f"{s['name']} {s['input']:,}->{s['output']:,}" for s in r.get("stages", []))
         t.add_row(str(r["version"]), r["timestamp"], str(r["operation"]), f"{r.get('output_records', '')}",
-                  f"{r.get('rejected', '')}", stages)
+                  f"{r.get('rejected', '')}", stages, "vacuumed" if r["vacuumed"] else "")
     Console().print(t)
     return 0
 

@@ -108,6 +108,24 @@ def test_table_commands_on_a_missing_table_or_version_are_one_line_exit_2(tmp_pa
     assert res.returncode == 2 and "at least 1" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_reading_a_vacuumed_version_is_one_line_exit_2_and_versions_marks_it(tmp_path):
+    from tests.curated import curated_rows, publish_run
+
+    table = tmp_path / "t"
+    for run, mode in (("20240101T000000Z-r1", "append"), ("20240102T000000Z-r2", "overwrite"),
+                      ("20240103T000000Z-r3", "append")):
+        publish_run(table, curated_rows(10, seed=len(mode), first_id=int(run[:8]) * 100), run, mode=mode)
+    assert tweetmill("vacuum", str(table), "--keep", "1", "--min-age-hours", "0").returncode == 0
+    message = f"version 0 of {table} can no longer be read: vacuum removed its files (readable: versions 1 to 2)"
+    for args in (("diff", str(table), "0", "2"), ("validate", str(table), "--version", "0")):
+        res = tweetmill(*args)
+        assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: {message}", res.stderr
+    res = tweetmill("versions", str(table), "--json")
+    assert [(r["version"], r["vacuumed"]) for r in json.loads(res.stdout)] == [(2, False), (1, False), (0, True)]
+    rows = tweetmill("versions", str(table)).stdout.splitlines()
+    assert [line.split()[1] for line in rows if line.rstrip(" │").endswith("vacuumed")] == ["0"]
+
+
 def test_an_unreachable_spark_master_is_one_line_exit_2(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

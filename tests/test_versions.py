@@ -11,7 +11,7 @@ import pytest
 
 from tests.curated import curated_rows, publish_run, write_shards
 from transforms import publish
-from transforms.versions import diff, shard_uris, vacuum
+from transforms.versions import diff, readable, shard_uris, vacuum
 
 RUNS = ["20240101T000000Z-r1", "20240102T000000Z-r2", "20240103T000000Z-r3", "20240104T000000Z-r4"]
 ID0, ID1 = 1_500_000_000_000_000_000, 1_600_000_000_000_000_000
@@ -83,6 +83,19 @@ def test_vacuum_keeps_every_file_the_kept_versions_need(table):
         _snapshot(table, 1)
     assert (publish.sidecar(table, "runs") / f"{RUNS[0]}.json").exists()  # reports and logs stay
     assert [v["version"] for v in publish.versions(table)] == [3, 2, 1, 0]  # vacuum commits nothing
+
+
+def test_a_vacuumed_version_is_marked_and_reading_it_names_the_readable_ones(table):
+    assert readable(table) == {0: True, 1: True, 2: True, 3: True}
+    _age(table, 7200)
+    vacuum(table, keep=1)
+    assert readable(table) == {0: False, 1: False, 2: True, 3: True}  # v2 is r3 alone, which v3 keeps
+    message = f"version 1 of {table} can no longer be read: vacuum removed its files (readable: versions 2 to 3)"
+    for read in (lambda: shard_uris(table, 1), lambda: diff(table, 3, 1)):
+        with pytest.raises(publish.PublishError) as e:
+            read()
+        assert str(e.value) == message
+    assert diff(table, 2, 3)["added"] == 50
 
 
 def test_vacuum_spares_young_files_and_dry_runs(table):

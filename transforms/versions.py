@@ -7,6 +7,7 @@ writes nothing to the Delta log (delta-rs' vacuum would add commits, i.e. new ve
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -24,8 +25,38 @@ WORK_DIRS = ("staging", "cache")
 
 def shard_uris(table: str | Path, version: int | None = None) -> list[str]:
     """The data files of `version` (default: the latest), as absolute paths or URIs, sorted: run ids start with
-    their UTC time, so this is the order the runs published them."""
-    return sorted(publish.open_table(table, version).file_uris())
+    their UTC time, so this is the order the runs published them. A PublishError if vacuum removed any of them:
+    the readers would fail on the first missing file with a bare FileNotFoundError."""
+    dt = publish.open_table(table, version)
+    uris = sorted(dt.file_uris())
+    if not all(map(_present, uris)):
+        kept = [v for v, ok in readable(table).items() if ok]
+        raise publish.PublishError(f"version {dt.version()} of {table} can no longer be read: vacuum removed its "
+                                   f"files (readable: {_spans(kept) or 'none'})")
+    return uris
+
+
+def _present(uri: str) -> bool:
+    """Whether a data file is still there; only local files are looked at, the only ones vacuum deletes."""
+    return "://" in uri or os.path.exists(uri)
+
+
+def readable(table: str | Path) -> dict[int, bool]:
+    """Each version in the table's log -> whether all its data files are still there (False: vacuumed)."""
+    present = functools.cache(_present)  # versions share most of their files
+    return {c["version"]: all(map(present, DeltaTable(str(table), version=c["version"]).file_uris()))
+            for c in sorted(publish.open_table(table).history(), key=lambda c: c["version"])}
+
+
+def _spans(versions: list[int]) -> str:
+    """Sorted version numbers as runs: [0, 2, 3, 4] -> "version 0, versions 2 to 4"."""
+    runs: list[list[int]] = []
+    for v in versions:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"version {a}" if a == b else f"versions {a} to {b}" for a, b in runs)
 
 
 def _rows(table: Path, version: int, columns: list[str]) -> pl.LazyFrame:
@@ -40,7 +71,8 @@ def diff(table: str | Path, a: int, b: int) -> dict:
     """What changed from version `a` to version `b`: rows added and removed by id, runs added and removed, and
     per-language row counts when the table has a `lang` column."""
     table = Path(table)
-    names_a, names_b = _schema_names(table, a), _schema_names(table, b)  # both versions exist, or a PublishError
+    uris_a, uris_b = shard_uris(table, a), shard_uris(table, b)  # both exist and can be read, or a PublishError
+    names_a, names_b = _schema_names(table, a), _schema_names(table, b)
     lang = "lang" in names_a and "lang" in names_b
     columns = ["id", "lang"] if lang else ["id"]
     rows_a, rows_b = _rows(table, a, columns), _rows(table, b, columns)
@@ -55,8 +87,8 @@ def diff(table: str | Path, a: int, b: int) -> dict:
         ]
     ).collect()
     n = dict(zip(counts["side"], counts["n"]))
-    runs_a = {Path(u).parent.name for u in shard_uris(table, a)}
-    runs_b = {Path(u).parent.name for u in shard_uris(table, b)}
+    runs_a = {Path(u).parent.name for u in uris_a}
+    runs_b = {Path(u).parent.name for u in uris_b}
     out = {
         "a": a,
         "b": b,
