@@ -19,7 +19,7 @@ from prefect.states import Failed
 
 from transforms.config import ConfigError, PipelineConfig
 from transforms.landing import Landing
-from transforms.pipeline import Curation, GateFailed, RejectRateExceeded
+from transforms.pipeline import Curation, EmptyOverwrite, GateFailed, RejectRateExceeded
 from transforms.publish import PublishError
 from transforms.readers import InputError
 from transforms.stages.base import SetupError
@@ -128,7 +128,7 @@ def curate(
     try:
         c.check_rejects()
     except RejectRateExceeded as e:  # a verdict on the data, not a crash: fail the run with the reason, no traceback
-        return Failed(message=str(e))
+        return Failed(message=str(e), data=e)
     raw = validate_input(c)
     if not raw.success:
         return Failed(message=str(GateFailed(raw)))
@@ -138,6 +138,10 @@ def curate(
     gate = validate(c)
     if not gate.success:
         return Failed(message=str(GateFailed(gate)))
+    try:
+        c.check_overwrite()
+    except EmptyOverwrite as e:
+        return Failed(message=str(e))
     report = publish(c)
     create_markdown_artifact(funnel_markdown(report), key="tweetmill-funnel", description="records per stage")
     return report
@@ -156,13 +160,28 @@ def curate_here(inputs: list[str], table: str, config: PipelineConfig = Pipeline
 
 
 @flow(name="curate-landing")
-def curate_landing(landing: str, table: str, config: PipelineConfig = PipelineConfig()) -> dict | None:
-    """Append the files that arrived in `landing` since the last run; mark them done once published."""
+def curate_landing(landing: str, table: str, config: PipelineConfig = PipelineConfig()):
+    """Append the files that arrived in `landing` since the last run; mark them done once published. A file whose
+    own share of unreadable records is above the limit is set aside (until its content changes), and the run goes
+    on with the others: one bad file must not hold back every later run."""
     spot = Landing(Path(landing), Path(table))
     new = spot.pending()
     if not new:
         get_run_logger().info("no new files in the landing folder")
         return None
-    report = curate([str(p) for p in new], table, config, mode="append")
+    state = curate([str(p) for p in new], table, config, mode="append", return_state=True)
+    failure = state.result(raise_on_failure=False) if state.is_failed() else None
+    if isinstance(failure, RejectRateExceeded) and failure.files:
+        bad = set(failure.files)
+        spot.quarantine([p for p in new if str(p) in bad], str(failure))
+        get_run_logger().warning("set aside %d file(s) with too many unreadable records: %s", len(bad),
+                                 ", ".join(sorted(bad)))
+        new = [p for p in new if str(p) not in bad]
+        if not new:
+            return state
+        state = curate([str(p) for p in new], table, config, mode="append", return_state=True)
+    if state.is_failed():
+        return state
+    report = state.result()
     spot.mark_done(new, report["version"])
     return report

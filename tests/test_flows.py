@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from transforms import publish
+from transforms.config import PipelineConfig
 
 BIN = Path(sys.executable).parent / "tweetmill"
 pytestmark = pytest.mark.slow
@@ -156,6 +157,8 @@ def test_prefect_yaml_deploys_and_runs_one_landing_run_at_a_time(prefect_server,
     assert landing.concurrency_options.collision_strategy.value == "ENQUEUE"
     assert landing.schedules[0].schedule.cron == "7 * * * *"
     assert landing.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(repo)}}]
+    scheduled = PipelineConfig(**landing.parameters["config"])  # what feeds training scrubs PII
+    assert scheduled.stages[-1] == "pii" and len(scheduled.stages) == 7 and scheduled.max_reject_rate == 0.02
     adhoc = asyncio.run(_deployment("curate/curate-adhoc"))
     assert adhoc.global_concurrency_limit is None  # ad-hoc runs name their own inputs and tables
 
@@ -180,3 +183,35 @@ def test_a_run_without_its_pii_key_fails_before_any_work_with_the_reason(tmp_pat
     assert res.stdout.strip().splitlines()[-1].startswith("FAILED pii stage needs a pseudonymisation key")
     assert "TWEETMILL_KEY_UNSET" in res.stdout and "Traceback" not in res.stderr
     assert not table.exists()
+
+
+LANDING_RUN = """
+import sys
+from flows.curate import curate_landing
+from transforms.config import load_config
+
+state = curate_landing(sys.argv[1], sys.argv[2], load_config(max_reject_rate=0.05), return_state=True)
+print(state.type.value, state.message)
+"""
+
+
+def test_a_landing_file_of_mostly_bad_records_is_set_aside_and_the_others_are_published(tmp_path, prefect_server):
+    """One bad file must not hold back every later landing run: it is quarantined, the rest goes on."""
+    landing, table = tmp_path / "landing", tmp_path / "t"
+    landing.mkdir()
+    _tweets(landing / "good.jsonl", 30)
+    (landing / "bad.jsonl").write_text("".join(f"{{not json {i}\n" for i in range(10)))
+    run = [sys.executable, "-c", LANDING_RUN, str(landing), str(table)]
+    first = subprocess.run(run, env=_env(prefect_server), capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert first.returncode == 0 and first.stdout.strip().splitlines()[-1].startswith("COMPLETED"), first.stderr[-3000:]
+    assert pl.read_delta(str(table)).height == 30
+    state = json.loads((table / "_tweetmill" / "landing.json").read_text())
+    outcome = {key.split("|")[0]: value for key, value in state.items()}
+    assert outcome[str(landing / "good.jsonl")] == 0
+    assert outcome[str(landing / "bad.jsonl")].startswith(f"quarantined: 10 of 40 input records rejected (25.0%)")
+    assert f"most in {landing / 'bad.jsonl'} (10 of 10)" in outcome[str(landing / "bad.jsonl")]
+    again = subprocess.run(run, env=_env(prefect_server), capture_output=True, text=True, timeout=300,
+                           cwd=Path(__file__).resolve().parents[1])
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1].startswith("COMPLETED"), again.stderr[-3000:]
+    assert len(publish.versions(table)) == 1  # nothing new: the bad file is not taken again

@@ -115,12 +115,29 @@ def test_overwrite_replaces_the_snapshot(tmp_path):
     assert pl.read_delta(str(table), version=0).height == 4
 
 
-def test_reject_rate_limit_publishes_nothing(tmp_path):
-    src = _write_jsonl(tmp_path / "bad.jsonl", [_v2(0, "ok")], raw_lines=[b"{nope", b"[1,", b"\xff\xfe"])
+def test_an_overwrite_that_would_empty_the_table_is_refused(tmp_path):
+    """An empty or all-dropped dump must not replace a table that training reads; onto no rows it may publish."""
     table = tmp_path / "t"
-    with pytest.raises(pipeline.RejectRateExceeded, match="3 of 4"):
-        pipeline.run([str(src)], table, load_config(max_reject_rate=0.5))
+    empty = _write_jsonl(tmp_path / "empty.jsonl", [_v2(0, "   ")])  # read, then dropped as an empty text
+    assert pipeline.run([str(empty)], table, load_config(), mode="overwrite")["output_records"] == 0
+    pipeline.run([str(_write_jsonl(tmp_path / "1.jsonl", [_v2(1, "a tweet")]))], table, load_config())
+    with pytest.raises(pipeline.EmptyOverwrite, match=r"refusing to overwrite .* \(1 rows\) with an empty version"):
+        pipeline.run([str(empty)], table, load_config(), mode="overwrite")
+    assert len(publish.versions(table)) == 2 and pl.read_delta(str(table)).height == 1
+
+
+def test_reject_rate_limit_publishes_nothing_and_names_the_files(tmp_path):
+    src = _write_jsonl(tmp_path / "bad.jsonl", [_v2(0, "ok")], raw_lines=[b"{nope", b"[1,", b"\xff\xfe"])
+    good = _write_jsonl(tmp_path / "good.jsonl", [_v2(i, f"fine {i}") for i in range(1, 5)])
+    table = tmp_path / "t"
+    with pytest.raises(pipeline.RejectRateExceeded, match="3 of 4") as caught:
+        pipeline.run([str(src)], table, load_config())  # the default limit: half the records
     assert not DeltaTable.is_deltatable(str(table))
+    with pytest.raises(pipeline.RejectRateExceeded) as caught:
+        pipeline.run([str(good), str(src)], table, load_config(max_reject_rate=0.1))
+    assert str(caught.value) == (f"3 of 8 input records rejected (37.5%), above the limit of 10.0% (max_reject_rate); "
+                                 f"most in {src} (3 of 4); nothing published")
+    assert caught.value.files == [str(src)]
 
 
 def test_shards_are_bounded_zstd_and_in_input_order(tmp_path):
@@ -181,6 +198,17 @@ def test_annotate_drops_exactly_what_run_drops(tmp_path):
     assert sorted(annotated["drop_reason"].drop_nulls().to_list()) == sorted(
         f"{s['name']}:{reason}" for s in report["stages"] for reason, n in s["reasons"].items() for _ in range(n))
     assert annotated.filter(pl.col("id") == "11")["drop_reason"].to_list() == [None]
+
+
+def test_annotate_puts_the_records_it_could_not_parse_beside_its_output(tmp_path):
+    src = _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "fine")], raw_lines=[b'{"id": "7", "text": "broken'])
+    summary = pipeline.annotate([str(src)], tmp_path / "ann.parquet", load_config())
+    assert summary["rejects"] == str(tmp_path / "ann.rejects.parquet")
+    rejects = pl.read_parquet(tmp_path / "ann.rejects.parquet")
+    assert rejects["source_line"].to_list() == [2] and rejects["reason"][0].startswith("malformed JSON")
+    clean = _write_jsonl(tmp_path / "b.jsonl", [_v2(0, "fine")])
+    assert "rejects" not in pipeline.annotate([str(clean)], tmp_path / "ann.parquet", load_config())
+    assert not (tmp_path / "ann.rejects.parquet").exists()  # not an older run's
 
 
 def test_compressed_and_plain_inputs_give_the_same_rows(tmp_path):

@@ -37,7 +37,9 @@ class PipelineConfig(BaseModel):
 
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)  # stage name -> that stage's settings
-    max_reject_rate: float = Field(1.0, ge=0.0, le=1.0)
+    # Above this share of unreadable input records a run publishes nothing (exit 3). The default stops only input
+    # that is mostly not tweets (the wrong file or format); production configs set it lower (e.g. 0.02).
+    max_reject_rate: float = Field(0.5, ge=0.0, le=1.0)
     engine: Literal["polars", "spark"] = "polars"
     engine_options: dict[str, Any] = Field(default_factory=dict)  # e.g. spark: {"master": "spark://127.0.0.1:7077"}
     part_rows: int = Field(262_144, gt=0)  # rows per working part: bounds the memory of every step

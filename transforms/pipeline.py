@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -40,7 +41,20 @@ progress_hook: Callable[[int], None] | None = None
 
 
 class RejectRateExceeded(RuntimeError):
-    """Too many input records could not be parsed: nothing is published."""
+    """Too many input records could not be parsed: nothing is published. `files`: the inputs whose own share of
+    rejects is above the limit (a landing run sets them aside and goes on with the rest)."""
+
+    def __init__(self, message: str, files: Sequence[str] = ()):
+        super().__init__(message)
+        self.files = list(files)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.files)
+
+
+class EmptyOverwrite(RuntimeError):
+    """An overwrite whose input left no rows would replace a table that has rows with an empty version: refused
+    (an empty or unreadable dump is far likelier than a wish to empty the table)."""
 
 
 class GateFailed(RuntimeError):
@@ -126,13 +140,25 @@ class Curation:
         return result
 
     def check_rejects(self) -> None:
-        ingest = self.ingested
+        ingest, limit = self.ingested, self.config.max_reject_rate
         rate = ingest.rejected / ingest.records if ingest.records else 0.0
-        if rate > self.config.max_reject_rate:
-            raise RejectRateExceeded(
-                f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above "
-                f"--max-reject-rate {self.config.max_reject_rate:.1%}; nothing published"
-            )
+        if rate <= limit:
+            return
+        per_file = self.rejects_per_file()
+        over = [f for f, (rejected, records) in per_file.items() if rejected / records > limit]
+        worst = ", ".join(f"{f} ({rejected} of {records})" for f, (rejected, records) in list(per_file.items())[:3])
+        raise RejectRateExceeded(
+            f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above the limit of "
+            f"{limit:.1%} (max_reject_rate); most in {worst}; nothing published", over)
+
+    def rejects_per_file(self) -> dict[str, tuple[int, int]]:
+        """Input file -> (records rejected, records read), most rejects first."""
+        rejected = Counter(pq.read_table(self.ingested.rejects, columns=["source_file"]).column(0).to_pylist())
+        read = Counter(rejected)
+        for part in self.ingested.parts:
+            counts = pc.value_counts(read_part(part, ["source_file"]).column(0)).to_pylist()
+            read.update({c["values"]: c["counts"] for c in counts})
+        return {f: (n, read[f]) for f, n in sorted(rejected.items(), key=lambda item: (-item[1], item[0]))}
 
     def validate_input(self):
         """Run the raw suite on the ingested rows: input the readers could not bring to the canonical schema stops
@@ -224,6 +250,14 @@ class Curation:
         if not self.gate.success:
             raise GateFailed(self.gate)
         return self.gate
+
+    def check_overwrite(self) -> None:
+        if self.mode != "overwrite" or self.report()["output_records"] or not publish.table_exists(self.table):
+            return
+        rows = publish.snapshot_rows(self.table)
+        if rows:
+            raise EmptyOverwrite(f"refusing to overwrite {self.table} ({rows} rows) with an empty version: no input "
+                                 "record is left after the stages (delete the table to empty it); nothing published")
 
     def report(self) -> dict:
         ingest = self.ingested
@@ -367,6 +401,7 @@ def run(
         c.run_stage(i)
     c.write_shards()
     c.validate()
+    c.check_overwrite()
     return c.publish()
 
 
@@ -377,7 +412,8 @@ def annotate(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Run the stages without dropping anything; write one row per parsed input record to `output` (Parquet)."""
+    """Run the stages without dropping anything; write one row per parsed input record to `output` (Parquet), and
+    the records that could not be parsed, with their reasons, beside it (`rejects_path`)."""
     with tempfile.TemporaryDirectory(prefix="tweetmill-annotate-") as tmp:
         c = Curation(inputs, Path(tmp), config, progress=progress, annotate_only=True, cache_root=Path(tmp))
         c.ingest()
@@ -393,10 +429,20 @@ def annotate(
             writer.write_table(t)
         if writer is not None:
             writer.close()
+        rejects = rejects_path(output)
+        rejects.unlink(missing_ok=True)  # a rerun's output never sits beside an older run's rejects
+        if c.ingested.rejected:
+            shutil.copyfile(c.ingested.rejects, rejects)
         report = c.report()
     return {k: report[k] for k in ("input_records", "rejected", "output_records", "stages")} | {
         "output_records": report["input_records"] - report["rejected"]
-    }
+    } | ({"rejects": str(rejects)} if report["rejected"] else {})
+
+
+def rejects_path(output: str | Path) -> Path:
+    """Where annotate puts the records it could not parse: beside its output (out.parquet -> out.rejects.parquet)."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".parquet") + ".rejects.parquet")
 
 
 def _annotate_columns(t: pa.Table, dup_columns: list[str]) -> pa.Table:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, Schema, write_deltalake
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
@@ -174,6 +175,12 @@ def latest_metadata(table: Path) -> dict[str, Any]:
         return {}
     last = DeltaTable(str(table)).history(limit=1)[0]
     return json.loads(last[META_KEY]) | {"version": last["version"]} if META_KEY in last else {}
+
+
+def snapshot_rows(table: Path) -> int:
+    """Rows in the table's latest version, from the commit log's per-file counts (no data file is read)."""
+    counts = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True)).column("num_records")
+    return int(pc.sum(counts).as_py() or 0)
 
 
 def versions(table: Path) -> list[dict[str, Any]]:
