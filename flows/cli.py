@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -54,13 +53,18 @@ def _config(args):
     return load_config(args.config, **overrides)
 
 
-def _check_prefect_api() -> None:
-    """A PREFECT_API_URL that answers, else one line saying so (Prefect would fail with a traceback). Unset, the
-    flow starts a temporary server of its own."""
+def _check_prefect_api(*, serve: bool = False) -> None:
+    """A PREFECT_API_URL that answers, else one line saying so (Prefect would fail with a traceback). Unset, `run`'s
+    flow starts a temporary server of its own; `serve` cannot use one: Prefect schedules nothing on it."""
+    from prefect.settings import get_current_settings
+
     from transforms.config import ConfigError
 
-    url = os.environ.get("PREFECT_API_URL")
+    url = get_current_settings().api.url  # the environment's, else the Prefect profile's
     if not url:
+        if serve:
+            raise ConfigError("serve needs a Prefect server to schedule its runs: start one with "
+                              "infra/prefect/start-server.sh and set PREFECT_API_URL (source infra/prefect/env.sh)")
         return
     import httpx
 
@@ -175,7 +179,7 @@ def cmd_serve(args) -> int:
     if not Path(args.landing).is_dir():
         raise InputError(f"landing folder not found: {args.landing}")
     pipeline.preflight(config)
-    _check_prefect_api()
+    _check_prefect_api(serve=True)
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
     print(f"serving deployment 'landing' of flow curate-landing ({schedule}); Ctrl-C stops")
     curate_landing.serve(

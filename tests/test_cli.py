@@ -19,9 +19,9 @@ def _use_prefect_server(prefect_server):
     SERVER_ENV.update(prefect_server["env"])
 
 
-def tweetmill(*args, cwd=None, **env_overrides):
+def tweetmill(*args, cwd=None, timeout=300, **env_overrides):
     env = {**os.environ, **SERVER_ENV, "NO_COLOR": "1", "COLUMNS": "160", **env_overrides}
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 def _jsonl(path, n):
@@ -149,6 +149,17 @@ def test_a_prefect_api_that_does_not_answer_or_a_missing_landing_folder_is_one_l
     assert f"the Prefect API at {url} (PREFECT_API_URL) does not answer" in res.stderr
     res = tweetmill("serve", "--landing", str(tmp_path / "nope"), "--table", str(tmp_path / "t"))
     assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: landing folder not found: {tmp_path}/nope"
+
+
+def test_serve_without_a_prefect_server_is_one_line_exit_2(tmp_path):
+    """Prefect schedules nothing on the temporary server `run` falls back to: serve would poll forever, idle."""
+    (tmp_path / "landing").mkdir()
+    res = tweetmill("serve", "--landing", str(tmp_path / "landing"), "--table", str(tmp_path / "t"), "--interval", "1",
+                    timeout=60, PREFECT_API_URL="")
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "tweetmill: error: serve needs a Prefect server to schedule its runs: start one with "
+        "infra/prefect/start-server.sh and set PREFECT_API_URL (source infra/prefect/env.sh)"), res.stderr
+    assert "serving" not in res.stdout
 
 
 def _yaml(path, body):
