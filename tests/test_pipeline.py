@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 
 import transforms
 from transforms import pipeline, publish
-from transforms.config import load_config
+from transforms.config import ConfigError, load_config
 from transforms.stages.langid import bundled_lid176
 
 
@@ -124,6 +124,27 @@ def test_an_overwrite_that_would_empty_the_table_is_refused(tmp_path):
     with pytest.raises(pipeline.EmptyOverwrite, match=r"refusing to overwrite .* \(1 rows\) with an empty version"):
         pipeline.run([str(empty)], table, load_config(), mode="overwrite")
     assert len(publish.versions(table)) == 2 and pl.read_delta(str(table)).height == 1
+
+
+def test_an_append_with_other_columns_is_refused_before_any_work(tmp_path):
+    """The commit would refuse it after all the work: the run's columns are known from its stages up front."""
+    table, src = tmp_path / "t", _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "mail me at x@example.org")])
+    full = load_config(stages=["normalize", "dedupe_id", "dedupe_exact", "langid", "dedupe_minhash", "toxicity", "pii"],
+                       settings={"pii": {"allow_dev_key": True}})
+    pipeline.run([str(src)], table, full)
+    assert publish.column_names(table) == pipeline.published_columns(full.build_stages())
+    with pytest.raises(ConfigError) as caught:
+        pipeline.run([str(src)], table, load_config())
+    assert str(caught.value) == (
+        f"{table} holds other columns than these stages publish (only the table has lang, lang_score, minhash_dup_of, "
+        "minhash_cluster_size, toxicity, is_toxic, pii_types): append with the stages its versions ran (normalize, "
+        "dedupe_id, dedupe_exact, langid, dedupe_minhash, toxicity, pii), or write to a new table or with --mode overwrite")
+    assert len(list((table / "_tweetmill" / "cache").iterdir())) == 0  # nothing was ingested
+    assert pipeline.run([str(src)], table, load_config(), mode="overwrite")["version"] == 1  # a new schema
+    assert publish.column_names(table) == pipeline.published_columns(load_config().build_stages())
+    assert pl.read_delta(str(table)).columns == publish.column_names(table)
+    other = _write_jsonl(tmp_path / "b.jsonl", [_v2(5, "another tweet")])
+    assert pipeline.run([str(other)], table, load_config())["version"] == 2
 
 
 def test_reject_rate_limit_publishes_nothing_and_names_the_files(tmp_path):

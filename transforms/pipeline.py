@@ -30,6 +30,7 @@ from transforms.engines.common import ORIGINAL_TEXT, IngestResult, StepResult
 from transforms.engines.staging import read_part
 from transforms.models import sha256_file
 from transforms.readers import ReaderOptions, expand_inputs, fingerprint
+from transforms.schema import TWEET_SCHEMA
 from transforms.stages.base import DedupeStage
 from transforms.steps import StepCache, step_key
 
@@ -114,7 +115,7 @@ class Curation:
         self.config, self.mode, self.annotate_only = config, mode, annotate_only
         self.run_id = run_id or new_run_id()
         self.files = expand_inputs(inputs)
-        self.stages = preflight(config)
+        self.stages = preflight(config, None if annotate_only else self.table, mode)
         self.engine = make_engine(config.engine, part_rows=config.part_rows, progress=progress or progress_hook,
                                   **config.engine_settings())
         self.cache = StepCache(cache_root or publish.sidecar(self.table, "cache"))
@@ -367,9 +368,10 @@ class Curation:
         return write_data_card(self.table, v, report, versions.shard_uris(self.table, v), previous, out)
 
 
-def preflight(config: PipelineConfig) -> list:
-    """The configured stages, each checked for what it needs from this environment (SetupError if missing); and a
-    standalone Spark master, checked for being there (ConfigError)."""
+def preflight(config: PipelineConfig, table: str | Path | None = None, mode: Mode = "append") -> list:
+    """The configured stages, each checked for what it needs from this environment (SetupError if missing); a
+    standalone Spark master, checked for being there (ConfigError); and, for an append, the table's columns, which
+    must be the ones these stages publish (ConfigError: the commit would refuse them after all the work)."""
     if config.engine == "spark":
         from transforms.engines.spark_session import SparkOptions
 
@@ -380,7 +382,35 @@ def preflight(config: PipelineConfig) -> list:
     stages = config.build_stages()
     for stage in stages:
         stage.preflight()
+    if table is not None and mode == "append" and publish.table_exists(Path(table)):
+        have, want = publish.column_names(Path(table)), published_columns(stages)
+        if have != want:
+            extra, missing = [c for c in have if c not in want], [c for c in want if c not in have]
+            raise ConfigError(
+                f"{table} holds other columns than these stages publish ("
+                + "; ".join(p for p in (f"only the table has {', '.join(extra)}" if extra else "",
+                                        f"only this run has {', '.join(missing)}" if missing else "",
+                                        "same columns, other order" if not extra and not missing else "") if p)
+                + f"): append with the stages its versions ran ({', '.join(previous_stages(Path(table)))}), "
+                "or write to a new table or with --mode overwrite")
     return stages
+
+
+def published_columns(stages: Sequence) -> list[str]:
+    """The columns a run with these stages publishes, in order: canonical ones, then each stage's own as the
+    engines merge them (replaced columns keep their place), less working columns."""
+    names = list(TWEET_SCHEMA.names)
+    for stage in stages:
+        added = [f.name for f in stage.writes]
+        if isinstance(stage, DedupeStage):
+            added += [stage.dup_of_column, stage.cluster_size_column]
+        names += [n for n in added if n not in names]
+    hidden = {ORIGINAL_TEXT} | {c for s in stages for c in s.internal}
+    return [n for n in names if n not in hidden]
+
+
+def previous_stages(table: Path) -> list[str]:
+    return [s["name"] for s in publish.latest_metadata(table).get("stages", [])]
 
 
 def run(

@@ -97,7 +97,7 @@ def commit_shards(
     else:
         dt = DeltaTable(str(table))
         current = pa.schema(dt.schema().to_arrow())
-        if [f.name for f in current] != [f.name for f in schema]:
+        if mode == "append" and [f.name for f in current] != [f.name for f in schema]:  # overwrite: a new schema
             raise PublishError(
                 f"the run's columns do not match the table's; table has {', '.join(current.names)}, "
                 f"run has {', '.join(schema.names)} (use a new table or --mode overwrite)"
@@ -175,6 +175,10 @@ def latest_metadata(table: Path) -> dict[str, Any]:
         return {}
     last = DeltaTable(str(table)).history(limit=1)[0]
     return json.loads(last[META_KEY]) | {"version": last["version"]} if META_KEY in last else {}
+
+
+def column_names(table: Path) -> list[str]:
+    return [f.name for f in pa.schema(DeltaTable(str(table)).schema().to_arrow())]
 
 
 def snapshot_rows(table: Path) -> int:
