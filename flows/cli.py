@@ -112,8 +112,11 @@ def cmd_run(args) -> int:
         pipeline.progress_hook = lambda n: bar.advance(task, n)
         report = _outcome(curate_here(args.inputs, str(args.output), config, mode=args.mode, return_state=True))
     _print_funnel(report)
-    print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
-          f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")
+    if report.get("already_published"):  # the same command ran before: its version was returned, nothing committed
+        print(f"version {report['version']} of {report['table']} already holds this run: nothing new was published")
+    else:
+        print(f"published version {report['version']} of {report['table']}: {report['output_records']:,} rows "
+              f"from {report['input_records']:,} input records ({report['rejected']:,} rejected)")
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2, sort_keys=True))
     return 0

@@ -41,6 +41,11 @@ def test_run_report_and_versions(tmp_path):
     versions = tweetmill("versions", str(tmp_path / "t"), "--json")
     assert versions.returncode == 0
     assert json.loads(versions.stdout)[0]["output_records"] == 10
+    again = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--report", str(tmp_path / "r.json"))
+    assert again.returncode == 0, again.stderr
+    table = tmp_path / "t"
+    assert again.stdout.splitlines()[-1] == f"version 0 of {table} already holds this run: nothing new was published"
+    assert len(json.loads(tweetmill("versions", str(tmp_path / "t"), "--json").stdout)) == 1
 
 
 def test_missing_input_is_one_line_exit_2(tmp_path):
