@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,24 @@ def _check_prefect_api(*, serve: bool = False) -> None:
                           "it with infra/prefect/start-server.sh, or unset PREFECT_API_URL for a temporary one")
 
 
+def _check_report_path(path: str) -> None:
+    """Create the report's folder, or say in one line why it cannot be: the report is written after the publish,
+    too late to fail with a traceback."""
+    from transforms.publish import PublishError
+
+    report = Path(path)
+    if report.is_dir():
+        raise PublishError(f"cannot write the report to {path}: it is a folder")
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PublishError(f"cannot write the report to {path}: {report.parent} is a file") from None
+    except OSError as e:
+        raise PublishError(f"cannot write the report to {path}: {e.strerror or e}") from None
+    if not os.access(report.parent, os.W_OK) or (report.exists() and not os.access(report, os.W_OK)):
+        raise PublishError(f"cannot write the report to {path}: permission denied")
+
+
 def _print_funnel(report: dict) -> None:
     t = Table(title="tweetmill run", show_lines=False)
     for col in ("stage", "in", "out", "dropped", "reasons"):
@@ -106,6 +125,8 @@ def cmd_run(args) -> int:
     expand_inputs(args.inputs)  # a missing input or PII key is the user's to fix: say so before any flow starts
     pipeline.preflight(config)
     publish.ensure_folder(Path(args.output))
+    if args.report:
+        _check_report_path(args.report)
     _check_prefect_api()
     with _progress() as bar:
         task = bar.add_task("curating", total=None)

@@ -97,6 +97,19 @@ def test_an_output_that_cannot_be_created_is_one_line_exit_2(tmp_path):
         assert res.returncode == 2 and res.stderr.strip() == f"tweetmill: error: {message}", res.stderr
 
 
+def test_a_report_path_that_cannot_be_written_is_one_line_exit_2_before_any_work(tmp_path):
+    src = _jsonl(tmp_path / "in.jsonl", 4)
+    (tmp_path / "a-file").write_text("")
+    for report, reason in ((tmp_path / "a-file" / "r.json", f"{tmp_path}/a-file is a file"),
+                           (tmp_path / "a-file" / "sub" / "r.json", "Not a directory"), (tmp_path, "it is a folder")):
+        res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--report", str(report))
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == f"tweetmill: error: cannot write the report to {report}: {reason}"
+        assert not (tmp_path / "t" / "_delta_log").exists()  # nothing was published
+    res = tweetmill("run", str(src), "--output", str(tmp_path / "t"), "--report", str(tmp_path / "new" / "r.json"))
+    assert res.returncode == 0 and json.loads((tmp_path / "new" / "r.json").read_text())["version"] == 0
+
+
 def test_table_commands_on_a_missing_table_or_version_are_one_line_exit_2(tmp_path):
     table = tmp_path / "t"
     assert tweetmill("run", str(_jsonl(tmp_path / "in.jsonl", 4)), "--output", str(table)).returncode == 0
