@@ -12,8 +12,8 @@ from transforms.stages.dedupe_id import DedupeId
 ROWS = [
     {"id": "7", "text": "full text of the tweet, from the archive", "created_at": 200},
     {"id": "8", "text": "another tweet", "created_at": 100},
-    {"id": "7", "text": "full text of the tw…", "created_at": 100},  # earlier: the representative
-    {"id": "7", "text": "@bob full text of the tweet, from the archive", "created_at": 100},  # tie: first seen wins
+    {"id": "7", "text": "full text of the tw…", "created_at": 100},  # earlier than the first
+    {"id": "7", "text": "@bob full text of the tweet, from the archive", "created_at": 100},  # as early, longer: kept
     {"id": "9", "text": "full text of the tw…", "created_at": 300},  # another id with a copied text: not this stage's
 ]
 
@@ -23,7 +23,13 @@ def test_records_with_one_id_are_one_tweet_across_parts(tmp_path):
     result = PolarsEngine(part_rows=2).run_stage(DedupeId(), parts, tmp_path / "out", False)
     kept = [r for p in result.parts for r in read_part(p).to_pylist()]
     assert [(r["id"], r["text"], r["id_cluster_size"]) for r in kept] == [
-        ("8", "another tweet", 1), ("7", "full text of the tw…", 3), ("9", "full text of the tw…", 1)]
+        ("8", "another tweet", 1), ("7", "@bob full text of the tweet, from the archive", 3),
+        ("9", "full text of the tw…", 1)]
+    # Ties on (created_at, id) are broken by the rows themselves, never by their order in the input.
+    backwards = write_parts(tweets(ROWS[::-1]), tmp_path / "in-backwards", 2)
+    again = PolarsEngine(part_rows=2).run_stage(DedupeId(), backwards, tmp_path / "out-backwards", False)
+    assert sorted(r["text"] for p in again.parts for r in read_part(p).to_pylist()) == [
+        "@bob full text of the tweet, from the archive", "another tweet", "full text of the tw…"]
     drops = pq.read_table(result.drops).to_pylist()
     assert sorted((d["id"], d["stage"], d["reason"], d["dup_of"]) for d in drops) == [
         ("7", "dedupe_id", "duplicate", "7")] * 2

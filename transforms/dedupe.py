@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.hashing import hash64
 
 Verify = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -89,12 +93,22 @@ def find_representatives(
     return row_of_node[parent[rank]]
 
 
-def preference_rank(created_at_us: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Rank rows by (created_at, id) ascending, nulls last: rank 0 is the row a duplicate group keeps.
+def tie_break(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The last preference, for rows that tie on (created_at, id): two copies of one tweet, say. The longer text
+    first (an untruncated copy), then the smaller text hash: the row kept never depends on the order of the input.
+    One uint64 per row, ascending = preferred."""
+    length = np.minimum(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), 0xFFFF)
+    return ((0xFFFF - length).astype(np.uint64) << np.uint64(48)) | (hash64(text) >> np.uint64(16))
 
-    created_at_us: int64 microseconds with np.iinfo(np.int64).max for missing; ids: uint64 tweet ids.
+
+def preference_rank(created_at_us: np.ndarray, ids: np.ndarray, ties: np.ndarray | None = None) -> np.ndarray:
+    """Rank rows by (created_at, id, tie_break) ascending, nulls last, then by position: rank 0 is the row a
+    duplicate group keeps.
+
+    created_at_us: int64 microseconds with np.iinfo(np.int64).max for missing; ids: uint64 tweet ids; ties: the rows'
+    tie_break (the engines always pass it).
     """
-    order = np.lexsort((ids, created_at_us))
+    order = np.lexsort((ids, created_at_us) if ties is None else (ties, ids, created_at_us))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     return rank

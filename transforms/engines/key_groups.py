@@ -7,7 +7,7 @@ that of one part and one bucket, whatever the number of rows; the general groupi
 few arrays per row instead.
 
 The representative is the row that transforms/dedupe.py would pick: published rows first (in their order), then the
-earliest created_at, the smallest id, the earliest position.
+earliest created_at, the smallest id, the tie break (longer text, then text hash), the earliest position.
 """
 
 from __future__ import annotations
@@ -34,15 +34,17 @@ class KeyGroups:
         self.results: list[Path] = []
 
     def add(self, keys: np.ndarray, positions: np.ndarray, created: np.ndarray | None, ids: np.ndarray,
-            published: bool = False) -> None:
+            ties: np.ndarray | None = None, published: bool = False) -> None:
         """One batch of keyed rows: keys uint64, positions int64 (global row numbers), created int64 µs (int64 max if
-        unknown; None for published rows), ids uint64."""
+        unknown; None for published rows), ids uint64, ties uint64 (transforms/dedupe.py's tie_break; None for
+        published rows)."""
         bucket = (keys >> np.uint64(64 - self.bits)).astype(np.int64) if self.bits else np.zeros(len(keys), np.int64)
         order = np.argsort(bucket, kind="stable")
         table = pa.table({
             "key": keys[order],
             "created": np.full(len(keys), EARLIEST) if published else created[order],
             "rank_id": np.zeros(len(keys), np.uint64) if published else ids[order],
+            "tie": np.zeros(len(keys), np.uint64) if published else ties[order],
             "id": ids[order],
             "pos": positions[order],
         })
@@ -60,7 +62,7 @@ class KeyGroups:
             t = pa.concat_tables(pieces)
             key, created = t.column("key").to_numpy(), t.column("created").to_numpy()
             rank_id, pos = t.column("rank_id").to_numpy(), t.column("pos").to_numpy()
-            order = np.lexsort((pos, rank_id, created, key))
+            order = np.lexsort((pos, t.column("tie").to_numpy(), rank_id, created, key))
             key = key[order]
             starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
             size = np.diff(np.append(starts, len(key)))

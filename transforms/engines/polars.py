@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.dedupe import find_representatives, preference_rank
+from transforms.dedupe import find_representatives, preference_rank, tie_break
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     IngestResult,
@@ -149,7 +149,7 @@ class PolarsEngine:
     def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
         # Published rows come first (rows 0..h-1, ranks 0..h-1): a new row never replaces one already published.
         h = history.num_rows if history is not None else 0
-        key_rows, key_bands, key_values, created, ids, payloads = [], [], [], [], [], []
+        key_rows, key_bands, key_values, created, ids, ties, payloads = [], [], [], [], [], [], []
         if h:
             keys = stage.history_keys(history)
             key_rows.append(keys.column("row").to_numpy())
@@ -173,12 +173,14 @@ class PolarsEngine:
             ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
             created.append(ts.to_numpy())
             ids.append(table.column("id").cast(pa.uint64()).to_numpy())
+            ties.append(tie_break(table.column("text")))
             payload = stage.payload(table)
             if payload is not None:
                 payloads.append(payload)
             row_offset += table.num_rows
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
-        new_rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids[h:])
+        new_rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids[h:],
+                                   np.concatenate(ties) if ties else np.zeros(0, np.uint64))
         rank = np.concatenate([np.arange(h, dtype=np.int64), new_rank + h])
         verify = _pair_check(stage, np.concatenate(payloads)) if payloads else None
         rep = find_representatives(
@@ -188,7 +190,7 @@ class PolarsEngine:
             rank,
             verify,
         )
-        del key_rows, key_bands, key_values, created, payloads, verify  # the payloads go with verify
+        del key_rows, key_bands, key_values, created, ties, payloads, verify  # the payloads go with verify
         cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
 
         # Pass 2: attach dup_of / cluster size, apply the keep rule.
@@ -229,13 +231,13 @@ class PolarsEngine:
             rows = keys.column("row").to_numpy()
             created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
             ids = table.column("id").cast(pa.uint64()).to_numpy()
-            return columns, keys.column("key").to_numpy(), rows, created[rows], ids[rows]
+            return columns, keys.column("key").to_numpy(), rows, created[rows], ids[rows], tie_break(table.column("text"))[rows]
 
         # Pass 1: each part's keys, spilled by bucket; its own columns kept beside it for pass 2.
         annotated = [out_dir / "groups" / f"columns-{i:05d}.arrow" for i in range(len(parts))]
-        for i, (columns, keys, rows, created, ids) in enumerate(ordered_map(sketch, read_parts(parts), threads)):
+        for i, (columns, keys, rows, created, ids, ties) in enumerate(ordered_map(sketch, read_parts(parts), threads)):
             write_part(columns, annotated[i])
-            groups.add(keys, rows + starts[i], created, ids)
+            groups.add(keys, rows + starts[i], created, ids, ties)
         groups.solve()
 
         def judge(i: int):

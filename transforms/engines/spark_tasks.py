@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.dedupe import band_edges
+from transforms.dedupe import band_edges, tie_break
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     apply_batch_stage,
@@ -156,16 +156,18 @@ def places(i: int, n: int) -> np.ndarray:
 
 
 class OrderTask:
-    """Dedupe pass 0: each row's place and preference keys (created_at, id), for Spark to rank all rows by."""
+    """Dedupe pass 0: each row's place and preference keys (created_at, id, tie break), for Spark to rank rows by."""
 
     def __init__(self, parts: Sequence[str], out_dir: str):
         self.parts, self.out_dir = list(parts), out_dir
 
     def __call__(self, batches):
         for i in task_indexes(batches):
-            table = read_part(self.parts[i], columns=["id", "created_at"])
+            table = read_part(self.parts[i], columns=["id", "created_at", "text"])
             ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
-            nodes = pa.table({"row": places(i, table.num_rows), "ts": ts, "idk": flip_ids(table.column("id"))})
+            tie = (tie_break(table.column("text")) ^ SIGN).view(np.int64)  # signed order = the uint64 order
+            nodes = pa.table({"row": places(i, table.num_rows), "ts": ts, "idk": flip_ids(table.column("id")),
+                              "tie": tie})
             write_table(Path(self.out_dir) / f"part-{i:0{name_width(len(self.parts))}d}.parquet", nodes)
             yield status(i, rows=table.num_rows)
 
