@@ -462,7 +462,7 @@ def annotate(
         rejects = rejects_path(output)
         rejects.unlink(missing_ok=True)  # a rerun's output never sits beside an older run's rejects
         if c.ingested.rejected:
-            shutil.copyfile(c.ingested.rejects, rejects)
+            pq.write_table(pq.read_table(c.ingested.rejects), rejects)  # a file, or Spark's folder of them
         report = c.report()
     return {k: report[k] for k in ("input_records", "rejected", "output_records", "stages")} | {
         "output_records": report["input_records"] - report["rejected"]
