@@ -123,7 +123,7 @@ def cmd_run(args) -> int:
 
     config = _config(args)
     expand_inputs(args.inputs)  # a missing input or PII key is the user's to fix: say so before any flow starts
-    pipeline.preflight(config)
+    pipeline.preflight(config, args.output, args.mode)
     publish.ensure_folder(Path(args.output))
     if args.report:
         _check_report_path(args.report)

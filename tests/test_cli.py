@@ -224,3 +224,12 @@ def test_engine_flags_override_the_config(tmp_path):
     assert spark.stages == ["normalize"]
     bad = tweetmill("run", "x", "-o", "t", "--engine", "flink")
     assert bad.returncode == 2 and "invalid choice: 'flink'" in bad.stderr
+
+
+def test_an_append_with_other_columns_is_one_line_exit_2_before_any_work(tmp_path):
+    src, table = _jsonl(tmp_path / "in.jsonl", 4), tmp_path / "t"
+    assert tweetmill("run", str(src), "--output", str(table)).returncode == 0
+    res = tweetmill("run", str(src), "--output", str(table), "--stages", "normalize")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith(f"tweetmill: error: {table} holds other columns than these stages publish (only the "
+                                 "table has id_dup_of, id_cluster_size, dedupe_hash, exact_dup_of, exact_cluster_size)")
