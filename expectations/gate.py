@@ -78,9 +78,9 @@ def validate_version(
     table: Path, version: int | None = None, config: PipelineConfig | None = None, *, out_dir: Path | None = None
 ) -> GateResult:
     """Re-run the curated suite on a published version: all of its rows, against the reports of the runs that wrote
-    them (the stored report, else the commit's metadata). Results go to TABLE/_tweetmill/validations/v<N>."""
+    them (the stored report, else the commit's metadata), with `config`'s thresholds, by default those of the newest
+    run that wrote the version (as its publish gate checked it). Results go to TABLE/_tweetmill/validations/v<N>."""
     table = Path(table)
-    config = config or PipelineConfig()
     version = publish.open_table(table, version).version()
     shards = [Path(u) for u in shard_uris(table, version)]
     commits = {v["run_id"]: v for v in publish.versions(table) if v.get("run_id")}
@@ -90,10 +90,14 @@ def validate_version(
         report = json.loads(stored.read_text()) if stored.exists() else commits.get(run_id)
         if report is None:
             raise publish.PublishError(f"version {version} holds shards of run {run_id}, which has no report or commit")
-        if report.get("config_hash") != config.fingerprint():
-            notes.append(f"run {run_id} ran with another config (hash {report.get('config_hash')}); "
-                         "thresholds are this config's")
         reports.append(report)
+    if config is None:
+        stored = [r["config"] for r in reports if r.get("config")]  # runs published before 2026-12 stored none
+        config = PipelineConfig(**stored[-1]) if stored else PipelineConfig()
+    for report in reports:
+        if report.get("config_hash") != config.fingerprint():
+            notes.append(f"run {report['run_id']} ran with another config (hash {report.get('config_hash')}); "
+                         "thresholds are this config's")
     out_dir = out_dir or publish.sidecar(table, "validations") / f"v{version}"
     result = _validate_curated(shards, config, reports, out_dir)
     result.notes[:0] = notes

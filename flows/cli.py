@@ -219,7 +219,7 @@ def cmd_serve(args) -> int:
 def cmd_validate(args) -> int:
     from expectations.gate import validate_version
 
-    config = _config(args)
+    config = _config(args) if args.config else None  # by default, the config the version was published with
     result = validate_version(Path(args.table), args.version, config)
     print(result.summary_markdown())
     return 0 if result.success else EXIT_QUALITY

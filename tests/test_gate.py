@@ -266,6 +266,9 @@ def test_a_real_run_passes_its_gate(tmp_path):
     result = validate_version(tmp_path / "table", config=config)
     assert result.success, result.summary_markdown()
     assert result.notes == [] and result.evaluated >= 25
+    # Without a config, a version is checked with the one it was published with, not the defaults.
+    again = validate_version(tmp_path / "table")
+    assert again.success and again.notes == [] and again.evaluated == result.evaluated
 
 
 # -- residual PII patterns (no GX) ---------------------------------------------------------------------------------

@@ -272,6 +272,7 @@ class Curation:
             "output_records": output,
             "stages": [{k: v for k, v in o.items() if k != "drops"} for o in self.outcomes],
             "config_hash": self.config.fingerprint(),
+            "config": self.config.model_dump(mode="json"),  # what `tweetmill validate` re-checks a version with
             "code_version": code_version(),
             "models": self.models,
             "engine": self.engine.name,
@@ -305,7 +306,7 @@ class Curation:
             if name not in self.logged:  # a retried publish (a Prefect task retry) does not log a run twice
                 publish.append_log(self.table, name, rows, self.run_id)
                 self.logged.add(name)
-        meta = {k: report[k] for k in ("run_id", "config_hash", "code_version", "models", "input_records",
+        meta = {k: report[k] for k in ("run_id", "config_hash", "config", "code_version", "models", "input_records",
                                        "rejected", "output_records", "inputs", "stages")}
         meta |= {"command_key": self.command_key, "steps": self.keys}
         self.write_history()
