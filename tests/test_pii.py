@@ -337,3 +337,7 @@ def test_masked_excerpts_name_fields_but_not_people():
     raw = ['{"text":"mail jane@example.com","user":{"name":"Jane Doe","id":12', "4,Jane Doe,+44 20 7946 0958", None]
     assert mask_excerpts(pa.array(raw)).to_pylist() == [
         '{"text":"xxxx xxxx@xxxxxxx.xxx","user":{"name":"xxxx xxx","id":00', "0,xxxx xxx,+00 00 0000 0000", None]
+    # A key no tweet payload has may be data itself (an export keyed by handles or addresses): masked like content.
+    keyed = '{"jane_doe_at_example_org":{"followers":12},"screen_name":"jdoe"}'
+    assert mask_excerpts(pa.array([keyed])).to_pylist() == [
+        '{"xxxx_xxx_xx_xxxxxxx_xxx":{"xxxxxxxxx":00},"screen_name":"xxxx"}']

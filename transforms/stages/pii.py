@@ -16,6 +16,7 @@ or a Prefect Secret block and lives only in the worker (never in the config, log
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -135,16 +136,55 @@ class PiiScrub(BatchStage):
 # A reject's excerpt is raw input: when a pipeline scrubs PII, the excerpt published in the rejects table keeps the
 # record's shape (JSON field names, quotes, punctuation, where it broke off) and loses its content (letters -> x,
 # digits -> 0). The source file and line point the operator at the record itself.
-_FIELD_NAME = r'"[A-Za-z_][A-Za-z0-9_]*"\s*:'
+_FIELD_NAME = r'"([A-Za-z_][A-Za-z0-9_]*)"\s*:'
 _EXCERPT_TOKENS = _FIELD_NAME + r'|[^"]+|"'
 
 
 def mask_excerpts(excerpts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Reject excerpts with their content masked and their JSON field names kept, vectorized."""
+    """Reject excerpts with their content masked and the tweet payloads' JSON field names kept, vectorized. Any
+    other key may be data (an export keyed by user names, say) and is masked like content."""
     masked = pl.element().str.replace_all(r"[\p{L}\p{M}]", "x").str.replace_all(r"\p{N}", "0")
-    keep = pl.element().str.contains(f"^{_FIELD_NAME}$")
+    name = pl.element().str.extract(f"^{_FIELD_NAME}$", 1)
+    keep = name.is_in(pl.lit(pl.Series(sorted(_payload_field_names()), dtype=pl.String)).implode()).fill_null(False)
     tokens = pl.Series(excerpts).cast(pl.String).str.extract_all(_EXCERPT_TOKENS)
     return tokens.list.eval(pl.when(keep).then(pl.element()).otherwise(masked)).list.join("").to_arrow()
+
+
+@functools.cache
+def _payload_field_names() -> frozenset[str]:
+    """Every field name of the payloads the readers know: their raw schemas (nested), the keys they classify
+    records by, and the column names of flat exports."""
+    from transforms.readers import activity, archive, classify, records, tabular, v1, v2
+
+    names: set[str] = set()
+
+    def walk(typ: pa.DataType) -> None:
+        if pa.types.is_struct(typ):
+            for field in typ:
+                names.add(field.name)
+                walk(field.type)
+        elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
+            walk(typ.value_type)
+
+    for schema in (v1.RAW, v2.RAW, activity.RAW, archive.NOTE_RAW):
+        walk(pa.struct(list(schema)))
+    names |= classify.TEXT_KEYS | classify.PAGE_KEYS | classify.ACTIVITY_MARKERS | classify.V1_MARKERS
+    names |= tabular.MARKERS | set(records.GUARDS) | {a for aliases in tabular.ALIASES.values() for a in aliases}
+    return frozenset(names | _API_FIELDS)
+
+
+# Fields of the Twitter APIs' tweet and user objects that the readers do not parse but a broken record shows.
+_API_FIELDS = frozenset((
+    "screen_name", "name", "username", "description", "location", "url", "protected", "verified", "followers_count",
+    "friends_count", "listed_count", "favourites_count", "statuses_count", "profile_image_url", "profile_image_url_https",
+    "source", "truncated", "favorited", "retweeted", "possibly_sensitive", "display_text_range", "place", "coordinates",
+    "geo", "contributors", "is_quote_status", "filter_level", "timestamp_ms", "in_reply_to_user_id",
+    "in_reply_to_user_id_str", "in_reply_to_screen_name", "in_reply_to_status_id", "quoted_status",
+    "quoted_status_id", "quoted_status_permalink", "hashtags", "urls", "user_mentions", "symbols", "media", "indices",
+    "expanded_url", "display_url", "extended_entities", "public_metrics", "edit_history_tweet_ids",
+    "context_annotations", "attachments", "referenced_tweets", "includes", "users", "tweets", "id", "type", "object",
+    "actor", "verb", "postedTime", "link", "generator", "body", "tweet", "errors", "title", "detail",
+))
 
 
 def _secret_block_value(block_name: str) -> str:
