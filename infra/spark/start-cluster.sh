@@ -9,7 +9,8 @@
 #   SPARK_MASTER_WEBUI_PORT  master web UI (and /json status) port (default 8080)
 #   SPARK_WORKERS            number of workers                     (default 1)
 #   SPARK_WORKER_CORES       cores per worker                      (default 2)
-#   SPARK_WORKER_MEMORY      memory per worker, e.g. 2g            (default 2g)
+#   SPARK_WORKER_MEMORY      memory per worker, e.g. 2g            (default 2g; at least an executor's memory)
+#   SPARK_EXECUTOR_MEMORY    the executors' memory the runs ask for (default: spark.executor.memory below)
 #   PYTHON                   the venv's python                     (default <repo>/.venv/bin/python)
 #   SPARK_START_TIMEOUT      seconds to wait for the workers       (default 180)
 # Stop it with stop-cluster.sh and the same SPARK_STATE_DIR.
@@ -25,6 +26,22 @@ workers="${SPARK_WORKERS:-1}"
 cores="${SPARK_WORKER_CORES:-2}"
 memory="${SPARK_WORKER_MEMORY:-2g}"
 timeout="${SPARK_START_TIMEOUT:-180}"
+
+# An executor must fit in a worker: otherwise the master never starts one, and a job waits for resources forever.
+executor_memory="${SPARK_EXECUTOR_MEMORY:-$(awk '$1 == "spark.executor.memory" {print $2}' "$here/spark-defaults.conf")}"
+if ! "$PYTHON" - "$memory" "$executor_memory" <<'PY'
+import re, sys
+def mb(size):
+    number, unit = re.fullmatch(r"(\d+)([kmgt]?)b?", size.strip().lower()).groups()
+    return int(number) * {"k": 1 / 1024, "": 1 / 1024 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}[unit]
+sys.exit(0 if mb(sys.argv[1]) >= mb(sys.argv[2]) else 1)
+PY
+then
+  echo "SPARK_WORKER_MEMORY=$memory is less than an executor's memory ($executor_memory, spark.executor.memory in" \
+       "$here/spark-defaults.conf or SPARK_EXECUTOR_MEMORY): no executor could start; give workers more, or run" \
+       "with engine_options {executor_memory: $memory} and SPARK_EXECUTOR_MEMORY=$memory here" >&2
+  exit 1
+fi
 
 SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 export SPARK_HOME SPARK_CONF_DIR="$here" SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$PYTHON"
