@@ -128,3 +128,5 @@ def test_duckdb_reads_a_version_without_rows(tmp_path):
     relation = duckdb_relation(path, 0)
     assert relation.aggregate("count(*)").fetchall() == [(0,)]
     assert relation.columns == pl.read_delta(str(path), version=0).columns
+    dataset = pyarrow_dataset(path, 0)
+    assert dataset.to_table().num_rows == 0 and dataset.schema.names == relation.columns

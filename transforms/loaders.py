@@ -39,8 +39,10 @@ def polars_frame(table: str | Path, version: int | None = None) -> pl.LazyFrame:
 
 
 def pyarrow_dataset(table: str | Path, version: int | None = None) -> ds.Dataset:
-    """A pyarrow dataset of the version's shards (`to_batches()` streams record batches)."""
-    return ds.dataset(shard_uris(table, version), format="parquet")
+    """A pyarrow dataset of the version's shards (`to_batches()` streams record batches); a version without rows
+    has no shards, and its dataset still has the table's columns."""
+    uris = shard_uris(table, version)
+    return ds.dataset(uris, format="parquet", schema=None if uris else _schema(table, version))
 
 
 def duckdb_relation(table: str | Path, version: int | None = None, connection=None):
@@ -50,8 +52,12 @@ def duckdb_relation(table: str | Path, version: int | None = None, connection=No
     connection = connection if connection is not None else duckdb.connect()
     uris = shard_uris(table, version)
     if not uris:  # a version without rows has no shards, and DuckDB cannot read an empty list of files
-        return connection.from_arrow(pa.schema(publish.open_table(table, version).schema().to_arrow()).empty_table())
+        return connection.from_arrow(_schema(table, version).empty_table())
     return connection.read_parquet(uris)
+
+
+def _schema(table: str | Path, version: int | None) -> pa.Schema:
+    return pa.schema(publish.open_table(table, version).schema().to_arrow())
 
 
 def spark_frame(spark, table: str | Path, version: int | None = None):
