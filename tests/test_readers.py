@@ -393,6 +393,56 @@ def test_results_do_not_depend_on_batch_size(data, tmp_path):
     assert small[0].equals(whole[0]) and small[1].equals(whole[1])
 
 
+def test_a_file_of_dumps_put_together_reads_each_tweet_by_its_own_kind(tmp_path):
+    """The first tweet sets the file's kind (v2 here); a later tweet whose markers name only another kind is read as
+    that kind, on the fast path and the slow one alike, whatever the batch size."""
+    v1_lines = [  # v1.1 extended mode; a truncated `text` beside the full one; a string id the v2 reader would take
+        {"id_str": "100021", "full_text": "a v1.1 extended-mode tweet with its full text",
+         "user": {"id_str": "555", "screen_name": "someone"}},
+        {"id_str": "100022", "text": "truncated v1.1 text…", "user": {"id_str": "556"},
+         "extended_tweet": {"full_text": "the complete v1.1 text of the tweet, longer than 140"}},
+        {"id": 100023, "id_str": "100023", "text": "truncated…", "extended_tweet": {"full_text": "full 100023"},
+         "user": {"id": 557, "id_str": "557"}},
+        {"id": "100024", "id_str": "100024", "text": "truncated…", "extended_tweet": {"full_text": "full 100024"},
+         "user": {"id_str": "558"}},
+    ]
+    escaped = b'{"id": "100025", "text": "a key spelled with an escape", "us\\u0065r": {"id": 559}}'
+    first = orjson.dumps({"id": "100001", "text": "a v2 tweet that sets the file kind", "author_id": "42"})
+    body = [first, *_v2_lines(30), *map(orjson.dumps, v1_lines), escaped, *_v2_lines(30, 30)]
+    path = tmp_path / "concatenated.jsonl"
+    path.write_bytes(b"\n".join(body) + b"\n")
+    want = {"100021": ("a v1.1 extended-mode tweet with its full text", "555"),
+            "100022": ("the complete v1.1 text of the tweet, longer than 140", "556"),
+            "100023": ("full 100023", "557"), "100024": ("full 100024", "558"),
+            "100025": ("a key spelled with an escape", "559")}
+    for batch_bytes in (32 << 20, 64):
+        tweets, rejects = read(path, batch_bytes=batch_bytes)
+        assert rejects.num_rows == 0 and tweets.num_rows == len(body)
+        got = {r["id"]: r for r in tweets.to_pylist() if r["id"] in want}
+        assert {i: (r["text"], r["author_id"]) for i, r in got.items()} == want
+        assert {r["source_format"] for r in got.values()} == {"v1.1"}
+        assert tweets.column("author_id")[0].as_py() == "42"
+        assert set(tweets.column("source_format").to_pylist()[1:31]) == {"v2"}
+
+
+def test_a_tweet_keeps_the_files_kind_when_its_markers_also_name_it(tmp_path):
+    """Flat exports borrow v1.1 names (favorite_count): with a flat marker beside it a record stays flat; a v1.1
+    tweet in the same file is read as v1.1."""
+    path = tmp_path / "flat.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in [
+        {"tweet_id": "1", "text": "flat", "user_id": "5"},
+        {"tweet_id": "2", "text": "flat with a v1.1 name", "user_id": "6", "favorite_count": 3},
+        {"id_str": "3", "full_text": "a v1.1 tweet", "user": {"id_str": "7"}},
+    ]) + b"\n")
+    tweets, rejects = read(path)
+    assert rejects.num_rows == 0
+    assert tweets.select(["id", "text", "author_id", "like_count", "source_format"]).to_pylist() == [
+        {"id": "1", "text": "flat", "author_id": "5", "like_count": None, "source_format": "jsonl"},
+        {"id": "2", "text": "flat with a v1.1 name", "author_id": "6", "like_count": 3, "source_format": "jsonl"},
+        {"id": "3", "text": "a v1.1 tweet", "author_id": "7", "like_count": None, "source_format": "v1.1"},
+    ]
+
+
 def test_missing_inputs_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="nope.jsonl"):
         read_inputs([str(tmp_path / "nope.jsonl")])

@@ -8,8 +8,12 @@ pages ({"data", "includes", "meta"}; includes are referenced context, never reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.readers import activity, archive, tabular, v1, v2
 from transforms.readers.records import GUARDS, Kind
@@ -21,10 +25,13 @@ TEXT_KEYS = frozenset(
     ("text", "full_text", "extended_tweet", "note_tweet", "body", "long_object", "tweet_text", "content", "tweet")
 )
 PAGE_KEYS = frozenset(("data", "includes", "meta", "errors", "__twarc", "matching_rules"))
+ACTIVITY_MARKERS = frozenset(("verb", "actor"))
 V1_MARKERS = frozenset(("id_str", "full_text", "extended_tweet", "user", "retweeted_status", "favorite_count",
                         "in_reply_to_status_id_str", "quoted_status_id_str"))
 V2_MARKERS = frozenset(("edit_history_tweet_ids", "public_metrics", "referenced_tweets", "note_tweet", "author_id",
                         "conversation_id", "reply_settings", "__twarc"))
+# The top-level keys that name each kind (an activity's "tag:..." id names it too).
+MARKERS = {activity.KIND: ACTIVITY_MARKERS, v1.KIND: V1_MARKERS, tabular.FLAT: tabular.MARKERS, v2.KIND: V2_MARKERS}
 DM_KEYS = frozenset(GUARDS)  # checked before the text keys: these DMs have a text
 STREAM_KEYS = frozenset(("delete", "limit", "scrub_geo", "status_withheld", "user_withheld", "disconnect", "warning",
                          "info", "error", "event", "friends", "system"))
@@ -84,7 +91,7 @@ def describe(obj: dict) -> tuple[str, str] | None:
 def kind_by_markers(obj: dict) -> Kind:
     """A bare tweet object's kind, from fields only that kind has."""
     ident = obj.get("id")
-    if "verb" in obj or "actor" in obj or (isinstance(ident, str) and ident.startswith("tag:")):
+    if not ACTIVITY_MARKERS.isdisjoint(obj) or (isinstance(ident, str) and ident.startswith("tag:")):
         return activity.KIND
     if not V1_MARKERS.isdisjoint(obj) or (isinstance(ident, int) and not isinstance(ident, bool)):
         return v1.KIND
@@ -93,14 +100,51 @@ def kind_by_markers(obj: dict) -> Kind:
     return v2.KIND
 
 
+def named(obj: dict) -> set[Kind]:
+    """The kinds whose markers a bare tweet object has."""
+    ident = obj.get("id")
+    kinds = {kind for kind, keys in MARKERS.items() if not keys.isdisjoint(obj)}
+    if isinstance(ident, str) and ident.startswith("tag:"):
+        kinds.add(activity.KIND)
+    return kinds
+
+
+def kind_of(obj: dict, default: Kind | None) -> Kind:
+    """A bare tweet object's kind: the file's (`default`) unless the object's markers name only other kinds, as in
+    a file that is several teams' dumps put together; then its markers decide."""
+    if default is not None:
+        kinds = named(obj)
+        if not kinds or default in kinds:
+            return default
+    return kind_by_markers(obj)
+
+
+def marked(raw: pa.Table, kind: Kind) -> np.ndarray:
+    """Per parsed row: a marker of `kind` holds a value, so `kind_of` keeps that kind whatever else the row has."""
+    hit = np.zeros(raw.num_rows, dtype=bool)
+    for name in MARKERS[kind].intersection(raw.column_names):
+        hit |= pc.is_valid(raw.column(name)).to_numpy(False)
+    return hit
+
+
+@cache
+def foreign(kind: Kind) -> tuple[str, str]:
+    """Regexes over a line's bytes that find every key that may name a kind other than `kind`: its markers as quoted
+    strings (at any depth, or a value: a superset), a "tag:" id, and escapes such as \\u0075ser that could spell
+    one. Two regexes, each with one first byte for the search to skip to: one regex for both would be twice as slow."""
+    keys = sorted(set().union(*(keys for other, keys in MARKERS.items() if other is not kind)))
+    tag = "" if kind is activity.KIND else '|"tag:'
+    return '"(?:' + "|".join(keys) + ')"' + tag, r"\\u00[2-7]"
+
+
 def _json_type(value) -> str:
     return {str: "string", int: "number", float: "number", bool: "boolean", list: "array", dict: "object"}.get(
         type(value), "null"
     )
 
 
-def _element(out: Unpacked, index: int, value, kind: Kind | None) -> None:
-    """One would-be tweet: a record of `kind` (None: decided by its fields), or a non-tweet."""
+def _element(out: Unpacked, index: int, value, kind: Kind | None, default: Kind | None = None) -> None:
+    """One would-be tweet: a record of `kind` (None: `kind_of` it, given the file's kind), or a non-tweet."""
     if not isinstance(value, dict):
         out.others.append((index, f"not a tweet (a JSON {_json_type(value)})", value, "JSON values"))
         return
@@ -112,7 +156,7 @@ def _element(out: Unpacked, index: int, value, kind: Kind | None) -> None:
     if known is not None:
         out.others.append((index, f"not a tweet (looks like {known[0]})", value, known[1]))
         return
-    out.records.append((index, kind or kind_by_markers(value), value))
+    out.records.append((index, kind or kind_of(value, default), value))
 
 
 def _collapse(out: Unpacked, container: bool) -> Unpacked:
@@ -143,8 +187,9 @@ def is_page(value: dict) -> bool:
 
 
 def unpack(value, forced: Kind | None = None, default: Kind | None = None, part: str | None = None) -> Unpacked:
-    """Take a parsed JSON value apart. `forced` fixes the kind of every tweet; `default` that of bare tweet objects
-    (a JSONL file's kind); `part` is set for the array of an account-archive file."""
+    """Take a parsed JSON value apart. `forced` fixes the kind of every tweet; `default` is that of bare tweet
+    objects whose markers name no other kind (a JSONL file's kind); `part` is set for the array of an
+    account-archive file."""
     if part is not None:
         if not isinstance(value, list):
             return Unpacked(empty=f"document holds no tweets (archive part {part!r} is not an array)")
@@ -162,7 +207,7 @@ def unpack(value, forced: Kind | None = None, default: Kind | None = None, part:
         if not value:
             return Unpacked(empty="document holds no tweets (an empty array)")
         for i, element in enumerate(value):
-            _element(out, i, element, forced or default)
+            _element(out, i, element, forced, default)
         return _collapse(out, True)
     if not isinstance(value, dict):
         return Unpacked(empty=f"document holds no tweets (a JSON {_json_type(value)})")
@@ -189,5 +234,5 @@ def unpack(value, forced: Kind | None = None, default: Kind | None = None, part:
         if "errors" in value and not data:
             return Unpacked(empty="document holds no tweets (looks like an error response)")
         return Unpacked(empty="document holds no tweets (looks like an empty v2 response)")
-    _element(out, 0, value, forced or default)
+    _element(out, 0, value, forced, default)
     return _collapse(out, False)

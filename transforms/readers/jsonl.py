@@ -5,8 +5,10 @@ The fast path is optimistic; the slow path (orjson, then `classify`, per line) i
 when it is not one {...} object on its own, holds bytes that are not UTF-8 (checked per chunk: the reader would let
 them through), sits in a span the reader refuses (a malformed line or a type conflict: spans are bisected down to
 the offending lines), or maps to records that fail validation, carry a guard field (DMs) or are absent (a page
-without tweets). A file's kind comes from its first line that holds a good tweet or a v2 page, and the slow path
-accepts everything the fast one does, so a line's outcome never depends on how the file was cut into chunks.
+without tweets), or may name another kind than the file's. A file's kind comes from its first line that holds a good
+tweet or a v2 page; a later tweet whose markers name only other kinds is read as its own kind (`classify.kind_of`:
+files are often several dumps put together). The slow path accepts everything the fast one does, so a line's outcome
+never depends on how the file was cut into chunks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import orjson
@@ -50,7 +53,7 @@ class LineSpec:
 
     @property
     def default(self) -> Kind | None:
-        """The kind the slow path gives bare tweet objects: the fast path's, so both agree."""
+        """The kind the slow path gives bare tweet objects that name no other: the fast path's, so both agree."""
         return self.kind if self.container == "record" else None
 
 
@@ -131,6 +134,12 @@ class Lines:
     def raw(self, i: int) -> bytes:
         return self.data[self.starts[i] : self.ends[i]]
 
+    @cached_property
+    def binary(self) -> pa.Array:
+        """The lines (each with its line end) as a binary array over the chunk, for vectorized searches."""
+        offsets = pa.py_buffer(np.concatenate((self.starts, self.ends[-1:])))
+        return pa.Array.from_buffers(pa.large_binary(), len(self.starts), [None, offsets, pa.py_buffer(self.data)])
+
 
 def _valid_utf8(data: bytes) -> bool:
     """Arrow's UTF-8 validation over the whole chunk, without copying it."""
@@ -141,6 +150,19 @@ def _valid_utf8(data: bytes) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
+
+
+def _matching(lines: pa.Array, patterns: tuple[str, ...]) -> np.ndarray:
+    """Per line, whether any regex matches. Matches are rare: the lines are searched as one value first, which is
+    faster than a search per line."""
+    _, offsets, data = lines.buffers()
+    ends = np.frombuffer(offsets, np.int64)[[lines.offset, lines.offset + len(lines)]]
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(ends), data])
+    found = np.zeros(len(lines), dtype=bool)
+    for pattern in patterns:
+        if pc.match_substring_regex(whole, pattern)[0].as_py():
+            found |= pc.match_substring_regex(lines, pattern).to_numpy(False)
+    return found
 
 
 def _parse(buffer: memoryview, schema: pa.Schema | None, block_size: int) -> pa.Table:
@@ -230,6 +252,8 @@ class ChunkReader:
         for guard in GUARDS:
             if guard in records.column_names:
                 bad |= pc.is_valid(records.column(guard)).to_numpy(False)
+        if spec.container == "record" and self.forced is None:
+            bad |= self._foreign(records, positions, bad)
         line_bad = np.bincount(owner, minlength=n) == 0  # a line without records
         line_bad[owner[bad]] = True
         if line_bad.any():
@@ -237,6 +261,15 @@ class ChunkReader:
             rows = rows.filter(pa.array(~line_bad[owner]))
             reasons = reasons.filter(pa.array(~line_bad[owner]))
         self.fast_tweets.append(good_rows(rows, reasons))
+
+    def _foreign(self, records: pa.Table, positions: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        """Lines the slow path may read as another kind than the file's: their parsed fields show no marker of the
+        file's kind, and their bytes may hold one of another kind (`classify.foreign`)."""
+        doubt = np.flatnonzero(~bad & ~classify.marked(records, self.spec.kind))
+        out = np.zeros(len(positions), dtype=bool)
+        if len(doubt):
+            out[doubt] = _matching(self.lines.binary.take(positions[doubt]), classify.foreign(self.spec.kind))
+        return out
 
     def _slow(self, positions: list[int]) -> tuple[pa.Table, pa.Table]:
         """Line by line with orjson; every line ends as records, or as exactly one reject per failure."""
