@@ -443,6 +443,57 @@ def test_a_tweet_keeps_the_files_kind_when_its_markers_also_name_it(tmp_path):
     ]
 
 
+def test_ids_have_one_spelling_on_every_path(tmp_path):
+    """Zero-padded ids come out as the stages see them (uint64): without leading zeros, "0" for zeros."""
+    want = {"id": "100008", "author_id": "42", "conversation_id": "100008", "in_reply_to_id": "7",
+            "retweet_of_id": "0", "quote_of_id": "900"}
+    v2 = {"id": "0000100008", "text": "v2", "author_id": "00042", "conversation_id": "0000100008",
+          "referenced_tweets": [{"type": "replied_to", "id": "007"}, {"type": "retweeted", "id": "000"},
+                                {"type": "quoted", "id": "0900"}]}
+    v1 = {"id_str": "0000100008", "full_text": "v1.1", "user": {"id_str": "00042"}, "conversation_id_str": "0100008",
+          "in_reply_to_status_id_str": "07", "retweeted_status": {"id_str": "0"}, "quoted_status_id_str": "00900"}
+    tag = "tag:search.twitter.com,2005:"
+    activity = {"id": f"{tag}0000100008", "verb": "share", "body": "activity", "actor": {"id": "id:twitter.com:042"},
+                "object": {"id": f"{tag}00"}, "inReplyTo": {"link": "http://twitter.com/u/statuses/0007"},
+                "twitter_quoted_status": {"id": f"{tag}0900"}}
+    flat = {"tweet_id": "'0000100008'", "text": "flat", "user_id": " 042", "in_reply_to_id": "07",
+            "retweet_of_id": "0000", "quote_of_id": "0900"}
+    records = {"v2": (v2, want), "v1": (v1, want), "activity": (activity, want | {"conversation_id": None}),
+               "flat": (flat, want | {"conversation_id": None})}
+    files = {}
+    for name, (record, expected) in records.items():
+        files[f"{name}.jsonl"] = (orjson.dumps(record) + b"\n", expected)
+        files[f"{name}.json"] = (orjson.dumps([record]), expected)  # a document: the slow path
+    files["flat.csv"] = (",".join(flat).encode() + b"\n" + ",".join(flat.values()).encode() + b"\n", records["flat"][1])
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    pq.write_table(pa.table({k: [v] for k, v in flat.items()}), tmp_path / "flat.parquet")
+    files["flat.parquet"] = (None, records["flat"][1])
+    for name, (_, expected) in files.items():
+        tweets, rejects = read(tmp_path / name)
+        assert rejects.num_rows == 0, name
+        assert tweets.select(list(expected)).to_pylist() == [expected], name
+
+
+def test_id_validation_judges_the_digits_whatever_the_zeros(tmp_path):
+    accepted = {"0": "0", "000": "0", "0000100008": "100008", "00018446744073709551615": "18446744073709551615"}
+    rejected = {
+        "00018446744073709551616": "record id is above the 64-bit range (18446744073709551615)",
+        "01.23457E+18": "record id is not a decimal number",
+        "0.5e3": "record id is in scientific notation (a spreadsheet rounded it: export ids as text)",
+        " 0123": "record id is not a decimal number",
+        "00abc": "record id is not a decimal number",
+        "-0012": "record id is not a decimal number",
+        "": "record id is not a decimal number",
+    }
+    ids = [*accepted, *rejected]
+    path = tmp_path / "ids.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({"id": i, "text": "t"}) + b"\n" for i in ids))
+    tweets, rejects = read(path)
+    assert tweets.column("id").to_pylist() == list(accepted.values())
+    assert [(ids[r["source_line"] - 1], r["reason"]) for r in rejects.to_pylist()] == list(rejected.items())
+
+
 def test_missing_inputs_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="nope.jsonl"):
         read_inputs([str(tmp_path / "nope.jsonl")])

@@ -40,6 +40,16 @@ def id_string(values: Column | None) -> Column | None:
     return pc.cast(values, pa.string())
 
 
+def canonical_id(values: Column) -> Column:
+    """Decimal ids without leading zeros ("0042" -> "42", "000" -> "0"): the stages compare ids as uint64, so one
+    tweet must have one spelling. Other strings pass as they are (validation judges them)."""
+    if not pc.any(pc.starts_with(values, "0")).as_py():  # the common case, decided by one cheap pass
+        return values
+    stripped = pc.utf8_ltrim(values, "0")
+    stripped = pc.if_else(pc.equal(stripped, ""), "0", stripped)
+    return pc.if_else(pc.fill_null(pc.ascii_is_decimal(values), False), stripped, values)
+
+
 def trimmed_id(values: Column | None) -> Column | None:
     """Spreadsheet-style ids ('123', "123", surrounding spaces) -> 123."""
     values = id_string(values)

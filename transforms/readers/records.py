@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.readers.base import excerpt, reject_table
+from transforms.readers.fields import canonical_id
 from transforms.schema import REJECT_SCHEMA, TWEET_SCHEMA, conform
 
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -25,6 +26,7 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 # v1.1 DMs). The fast path parses them as strings and hands any row that has one to the slow path, which rejects it
 # as a DM. Few on purpose: every field in the reader's schema costs parse time.
 GUARDS = ("event_type", "sender_screen_name")
+IDS = ("id", "author_id", "conversation_id", "in_reply_to_id", "retweet_of_id", "quote_of_id")
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,15 +94,14 @@ _ID_DIGITS = len(_ID_MAX)
 
 
 def problems(columns: dict, n: int) -> pa.Array:
-    """Per row: null when the record is a usable tweet, else why not."""
+    """Per row: null when the record is a usable tweet, else why not. Decimal ids come without leading zeros."""
     ids = columns.get("id", pa.nulls(n, pa.string()))
     text = columns.get("text", pa.nulls(n, pa.string()))
     no_text = pc.fill_null(pc.equal(pc.binary_length(text), 0), True)  # lengths come from offsets alone
     bad_id = pc.invert(pc.fill_null(pc.ascii_is_decimal(ids), True))
     # Ids are 64-bit numbers (the stages order and pair rows by them): longer decimals cannot be tweet ids.
-    digits = pc.utf8_ltrim(ids, "0")
-    width = pc.utf8_length(digits)
-    too_big = pc.or_(pc.greater(width, _ID_DIGITS), pc.and_(pc.equal(width, _ID_DIGITS), pc.greater(digits, _ID_MAX)))
+    width = pc.binary_length(ids)
+    too_big = pc.or_(pc.greater(width, _ID_DIGITS), pc.and_(pc.equal(width, _ID_DIGITS), pc.greater(ids, _ID_MAX)))
     reason = pc.if_else(no_text, "record has no text", pa.scalar(None, pa.string()))
     reason = pc.if_else(pc.and_(pc.invert(bad_id), pc.fill_null(too_big, False)),
                         f"record id is above the 64-bit range ({_ID_MAX})", reason)
@@ -118,7 +119,8 @@ _LOOSE = pa.schema([field.with_nullable(True) for field in TWEET_SCHEMA])  # row
 
 
 def canonical(kind: Kind, raw: pa.Table, options, source_file: str, lines, indexes) -> tuple[pa.Table, pa.Array]:
-    """Map raw records to canonical columns with lineage; returns (rows, reasons), reasons null for good rows.
+    """Map raw records to canonical columns with lineage, ids in one spelling (`canonical_id`); returns (rows,
+    reasons), reasons null for good rows.
 
     A value no mapper expected costs only its own record: the batch is then mapped record by record, and that
     record gets the error as its reason."""
@@ -143,6 +145,7 @@ def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 def _canonical(kind: Kind, raw: pa.Table, options, source_file: str, lines, indexes) -> tuple[pa.Table, pa.Array]:
     n = raw.num_rows
     columns = {k: v for k, v in kind.mapper(raw, options).items() if v is not None}
+    columns |= {k: canonical_id(columns[k]) for k in IDS if k in columns}
     columns["source_format"] = pa.repeat(pa.scalar(kind.label, pa.string()), n)
     columns["source_file"] = pa.repeat(pa.scalar(source_file, pa.string()), n)
     columns["source_line"] = pa.array(np.asarray(lines, dtype=np.int64))

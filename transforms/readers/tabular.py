@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import pyarrow as pa
 
 from transforms.readers.fields import count, trimmed_id
-from transforms.readers.records import Kind
+from transforms.readers.records import IDS, Kind
 from transforms.readers.timestamps import parse_timestamps
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -30,7 +30,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "like_count": ("like_count", "favorite_count", "likes", "favorites"),
     "quote_count": ("quote_count", "quotes"),
 }
-IDS = ("id", "author_id", "conversation_id", "in_reply_to_id", "retweet_of_id", "quote_of_id")
 COUNTS = ("retweet_count", "reply_count", "like_count", "quote_count")
 # Keys that canonical-ish flat records use and API tweet objects never do (at the top level): a record with one of
 # them is read as a flat record.
