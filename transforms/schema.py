@@ -8,7 +8,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 TWEET_SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string(), nullable=False),  # decimal digits, never a float
+        pa.field("id", pa.string(), nullable=False),  # decimal digits without leading zeros, never a float
         pa.field("text", pa.string(), nullable=False),
         pa.field("created_at", TIMESTAMP),
         pa.field("author_id", pa.string()),
