@@ -209,7 +209,7 @@ def test_a_landing_file_of_mostly_bad_records_is_set_aside_and_the_others_are_pu
     state = json.loads((table / "_tweetmill" / "landing.json").read_text())
     outcome = {key.split("|")[0]: value for key, value in state.items()}
     assert outcome[str(landing / "good.jsonl")] == 0
-    assert outcome[str(landing / "bad.jsonl")].startswith(f"quarantined: 10 of 40 input records rejected (25.0%)")
+    assert outcome[str(landing / "bad.jsonl")].startswith("quarantined: 10 of 40 input records rejected (25.0%)")
     assert f"most in {landing / 'bad.jsonl'} (10 of 10)" in outcome[str(landing / "bad.jsonl")]
     again = subprocess.run(run, env=_env(prefect_server), capture_output=True, text=True, timeout=300,
                            cwd=Path(__file__).resolve().parents[1])

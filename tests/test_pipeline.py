@@ -312,7 +312,9 @@ def test_an_id_beyond_64_bits_is_rejected_and_the_other_records_go_on(tmp_path):
     (reject,) = publish.read_log(tmp_path / "table", "rejects", report["run_id"]).to_pylist()
     assert reject["reason"] == f"record id is above the 64-bit range ({2**64 - 1})"
     (drop,) = publish.read_log(tmp_path / "table", "drops", report["run_id"]).to_pylist()  # leading zeros: one id
-    assert (drop["id"], drop["stage"], drop["dup_of"]) == ("000" + str(2**64 - 1), "dedupe_id", str(2**64 - 1))
+    assert (drop["id"], drop["stage"], drop["dup_of"]) == (str(2**64 - 1), "dedupe_id", str(2**64 - 1))
+    kept = pl.read_delta(str(tmp_path / "table")).sort("text")
+    assert kept["id"].to_list() == ["1000", str(2**64 - 1)] and kept["text"].to_list() == ["fine", "the largest"]
 
 
 def test_a_spreadsheet_rounded_id_is_rejected_with_the_reason(tmp_path):
