@@ -713,3 +713,15 @@ def test_classic_mac_line_ends(tmp_path):
         {"id": "2", "text": "two\nlines", "source_line": 3},
         {"id": "3", "text": "bye", "source_line": 5},
     ]
+
+
+def test_a_text_file_that_starts_with_a_magic_number_is_read_as_text(tmp_path):
+    """Sniffing a compressed file without its suffix must not swallow a text file that happens to start with the
+    same bytes: each of its lines is a reject or a tweet, as in any other file."""
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b'\x1f\x8b\n{"id": "1", "text": "a tweet"}\n')
+    tweets, rejects = read(path)
+    assert tweets.column("id").to_pylist() == ["1"] and rejects.column("source_line").to_pylist() == [1]
+    real = tmp_path / "really-gzip.jsonl"  # a gzip file without its suffix is still read as gzip
+    real.write_bytes(gzip.compress(b'{"id": "2", "text": "another"}\n'))
+    assert read(real)[0].column("id").to_pylist() == ["2"]

@@ -304,4 +304,17 @@ def open_input(path: str) -> Peekable:
         raw.close()
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     codec = compression_of(path, head)
+    if codec is not None and strip_compression_suffix(path) == path and not _decodes(raw, codec):
+        codec = None  # a magic number by chance (a text file that starts with those bytes): read it as it is
     return Peekable(Decompressed(raw, codec) if codec else raw)
+
+
+def _decodes(raw, codec: str) -> bool:
+    """Whether the start of a file without a compression suffix really is `codec` data (then rewound)."""
+    try:
+        _decompressor(codec).decompress(raw.read(RAW_BLOCK))
+        return True
+    except (zlib.error, OSError, lzma.LZMAError, zstandard.ZstdError, EOFError):
+        return False
+    finally:
+        raw.seek(0)
