@@ -42,10 +42,19 @@ def _present(uri: str) -> bool:
 
 
 def readable(table: str | Path) -> dict[int, bool]:
-    """Each version in the table's log -> whether all its data files are still there (False: vacuumed)."""
+    """Each version in the table's log -> whether all its data files are still there (False: vacuumed). Vacuum
+    keeps the newest versions whole, so the vacuumed ones are the oldest: a binary search finds where they end,
+    opening O(log V) versions instead of every one (an hourly table has thousands)."""
     present = functools.cache(_present)  # versions share most of their files
-    return {c["version"]: all(map(present, DeltaTable(str(table), version=c["version"]).file_uris()))
-            for c in sorted(publish.open_table(table).history(), key=lambda c: c["version"])}
+    versions = sorted(c["version"] for c in publish.open_table(table).history())
+    first, end = 0, len(versions)  # the first readable version's index lies in [first, end]
+    while first < end:
+        middle = (first + end) // 2
+        if all(map(present, DeltaTable(str(table), version=versions[middle]).file_uris())):
+            end = middle
+        else:
+            first = middle + 1
+    return {v: i >= first for i, v in enumerate(versions)}
 
 
 def _spans(versions: list[int]) -> str:
