@@ -151,7 +151,8 @@ def test_reject_rate_limit_publishes_nothing_and_names_the_files(tmp_path):
     src = _write_jsonl(tmp_path / "bad.jsonl", [_v2(0, "ok")], raw_lines=[b"{nope", b"[1,", b"\xff\xfe"])
     good = _write_jsonl(tmp_path / "good.jsonl", [_v2(i, f"fine {i}") for i in range(1, 5)])
     table = tmp_path / "t"
-    with pytest.raises(pipeline.RejectRateExceeded, match="3 of 4") as caught:
+    with pytest.raises(pipeline.RejectRateExceeded, match=r"3 of 4 .* above the limit of 50.0% \(the default "
+                       "max_reject_rate: set it in the config or with --max-reject-rate\)"):
         pipeline.run([str(src)], table, load_config())  # the default limit: half the records
     assert not DeltaTable.is_deltatable(str(table))
     with pytest.raises(pipeline.RejectRateExceeded) as caught:

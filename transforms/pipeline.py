@@ -148,9 +148,11 @@ class Curation:
         per_file = self.rejects_per_file()
         over = [f for f, (rejected, records) in per_file.items() if rejected / records > limit]
         worst = ", ".join(f"{f} ({rejected} of {records})" for f, (rejected, records) in list(per_file.items())[:3])
+        source = ("max_reject_rate" if "max_reject_rate" in self.config.model_fields_set else
+                  "the default max_reject_rate: set it in the config or with --max-reject-rate")
         raise RejectRateExceeded(
             f"{ingest.rejected} of {ingest.records} input records rejected ({rate:.1%}), above the limit of "
-            f"{limit:.1%} (max_reject_rate); most in {worst}; nothing published", over)
+            f"{limit:.1%} ({source}); most in {worst}; nothing published", over)
 
     def rejects_per_file(self) -> dict[str, tuple[int, int]]:
         """Input file -> (records rejected, records read), most rejects first."""
