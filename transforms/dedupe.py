@@ -102,6 +102,13 @@ def tie_break(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return ((0xFFFF - length).astype(np.uint64) << np.uint64(48)) | (hashed >> np.uint64(16))
 
 
+def preference_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, what preference_rank orders by: created_at in µs (int64 max when missing), the id as uint64, and
+    the tie_break of its text. Every engine ranks by these."""
+    created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
+    return created, table.column("id").cast(pa.uint64()).to_numpy(), tie_break(table.column("text"))
+
+
 def preference_rank(created_at_us: np.ndarray, ids: np.ndarray, ties: np.ndarray | None = None) -> np.ndarray:
     """Rank rows by (created_at, id, tie_break) ascending, nulls last, then by position: rank 0 is the row a
     duplicate group keeps.

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.dedupe import find_representatives, preference_rank, tie_break
+from transforms.dedupe import find_representatives, preference_keys, preference_rank
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     IngestResult,
@@ -170,10 +170,8 @@ class PolarsEngine:
             key_rows.append(keys.column("row").to_numpy() + row_offset)
             key_bands.append(keys.column("band").to_numpy())
             key_values.append(keys.column("key").to_numpy())
-            ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
-            created.append(ts.to_numpy())
-            ids.append(table.column("id").cast(pa.uint64()).to_numpy())
-            ties.append(tie_break(table.column("text")))
+            for column, values in zip((created, ids, ties), preference_keys(table)):
+                column.append(values)
             payload = stage.payload(table)
             if payload is not None:
                 payloads.append(payload)
@@ -229,9 +227,8 @@ class PolarsEngine:
             table = merge_columns(table, columns)
             keys, _ = candidate_keys(stage, table)
             rows = keys.column("row").to_numpy()
-            created = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max).to_numpy()
-            ids = table.column("id").cast(pa.uint64()).to_numpy()
-            return columns, keys.column("key").to_numpy(), rows, created[rows], ids[rows], tie_break(table.column("text"))[rows]
+            created, ids, ties = preference_keys(table)
+            return columns, keys.column("key").to_numpy(), rows, created[rows], ids[rows], ties[rows]
 
         # Pass 1: each part's keys, spilled by bucket; its own columns kept beside it for pass 2.
         annotated = [out_dir / "groups" / f"columns-{i:05d}.arrow" for i in range(len(parts))]

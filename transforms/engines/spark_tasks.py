@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.dedupe import band_edges, tie_break
+from transforms.dedupe import band_edges, preference_keys
 from transforms.engines.common import (
     ORIGINAL_TEXT,
     apply_batch_stage,
@@ -144,7 +144,12 @@ class BatchTask(_PartTask):
 
 def flip_ids(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Decimal id strings -> int64 whose signed order is the ids' uint64 order (as the polars engine ranks them)."""
-    return (ids.cast(pa.uint64()).to_numpy() ^ SIGN).view(np.int64)
+    return signed(ids.cast(pa.uint64()).to_numpy())
+
+
+def signed(values: np.ndarray) -> np.ndarray:
+    """uint64 -> int64 in the same order (Spark sorts signed longs)."""
+    return (values ^ SIGN).view(np.int64)
 
 
 def unflip_ids(values: np.ndarray) -> np.ndarray:
@@ -164,10 +169,8 @@ class OrderTask:
     def __call__(self, batches):
         for i in task_indexes(batches):
             table = read_part(self.parts[i], columns=["id", "created_at", "text"])
-            ts = pc.fill_null(table.column("created_at").cast(pa.int64()), np.iinfo(np.int64).max)
-            tie = (tie_break(table.column("text")) ^ SIGN).view(np.int64)  # signed order = the uint64 order
-            nodes = pa.table({"row": places(i, table.num_rows), "ts": ts, "idk": flip_ids(table.column("id")),
-                              "tie": tie})
+            created, ids, ties = preference_keys(table)
+            nodes = pa.table({"row": places(i, table.num_rows), "ts": created, "idk": signed(ids), "tie": signed(ties)})
             write_table(Path(self.out_dir) / f"part-{i:0{name_width(len(self.parts))}d}.parquet", nodes)
             yield status(i, rows=table.num_rows)
 

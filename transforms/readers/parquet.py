@@ -41,13 +41,12 @@ def _part(table: pa.Table, source_file: str, options, first: int) -> Part:
         reasons = pc.coalesce(not_utf8, reasons)
     bad = pc.is_valid(reasons)
     rejects = reject_table(
-        source_file, rows.column("source_line").filter(bad), reasons.filter(bad), _excerpts(table.filter(bad))
+        source_file,
+        rows.column("source_line").filter(bad),
+        reasons.filter(bad),
+        [excerpt(orjson.dumps(r, default=str)) for r in table.filter(bad).to_pylist()],
     )
     return Part(good_rows(rows, reasons), rejects, table.nbytes)
-
-
-def _excerpts(table: pa.Table) -> list[str]:
-    return [excerpt(orjson.dumps(r, default=str)) for r in table.to_pylist()]
 
 
 def _binary_as_text(table: pa.Table) -> tuple[pa.Table, pa.Array | None]:

@@ -172,6 +172,9 @@ def strip_compression_suffix(path: str) -> str:
     return path
 
 
+DECOMPRESS_ERRORS = (zlib.error, OSError, lzma.LZMAError, zstandard.ZstdError, EOFError)  # what a bad stream raises
+
+
 def _decompressor(codec: str):
     if codec == "gz":
         return zlib.decompressobj(wbits=47)  # gzip or zlib header
@@ -215,7 +218,7 @@ class Decompressed:
                     self.fed = False
                     if rest.strip(b"\x00"):
                         block = rest
-        except (zlib.error, OSError, lzma.LZMAError, zstandard.ZstdError, EOFError) as e:
+        except DECOMPRESS_ERRORS as e:
             self.done = True
             self.error = BrokenStream(f"corrupt {self.codec} stream: {e}")
 
@@ -314,7 +317,7 @@ def _decodes(raw, codec: str) -> bool:
     try:
         _decompressor(codec).decompress(raw.read(RAW_BLOCK))
         return True
-    except (zlib.error, OSError, lzma.LZMAError, zstandard.ZstdError, EOFError):
+    except DECOMPRESS_ERRORS:
         return False
     finally:
         raw.seek(0)
