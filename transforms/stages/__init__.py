@@ -14,6 +14,7 @@ CATALOGUE: dict[str, str] = {
     "dedupe_minhash": "transforms.stages.dedupe_minhash:DedupeMinHash",
     "toxicity": "transforms.stages.toxicity:Toxicity",
     "pii": "transforms.stages.pii:PiiScrub",
+    "dedupe_semantic": "transforms.stages.dedupe_semantic:DedupeSemantic",
 }
 
 DEFAULT_STAGES = ("normalize", "dedupe_id", "dedupe_exact")
