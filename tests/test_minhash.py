@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from tests.helpers import tweets, write_parts
 from transforms import minhash
-from transforms.dedupe import find_representatives
+from transforms.dedupe import VERIFIED_PAIRS_UPTO, find_representatives
 from transforms.engines.polars import PolarsEngine
 from transforms.engines.staging import read_part
 from transforms.stages.dedupe_minhash import DedupeMinHash, MinHashConfig
@@ -375,9 +375,10 @@ def test_engine_annotate_mode_drops_nothing(tmp_path):
     assert {r["id"]: r["minhash_dup_of"] for r in kept}["2"] == "3"
 
 
-def reference_representatives(rows, bands, keys, rank, verify) -> list[int]:
-    """find_representatives' documented semantics, one Python step at a time: per (band, key), an edge from every
-    row to the group's min-rank row; verify filters edges; components keep their min-rank row."""
+def reference_representatives(rows, bands, keys, rank, verify, pairs_upto=2) -> list[int]:
+    """find_representatives' documented semantics, one Python step at a time: per (band, key), an edge between
+    every two rows of a group of up to `pairs_upto` rows, else from every row to the group's min-rank row; verify
+    filters edges; components keep their min-rank row."""
     parent = list(range(len(rank)))
 
     def root(x):
@@ -390,9 +391,13 @@ def reference_representatives(rows, bands, keys, rank, verify) -> list[int]:
         groups.setdefault((b, k), []).append(r)
     for members in groups.values():
         center = min(members, key=lambda r: rank[r])
-        for m in members:
-            if m != center and verify(np.array([center]), np.array([m]))[0]:
-                a, b = root(m), root(center)
+        if len(members) <= pairs_upto:
+            pairs = [(x, y) for i, x in enumerate(members) for y in members[i + 1:]]
+        else:
+            pairs = [(center, m) for m in members if m != center]
+        for x, y in pairs:
+            if verify(np.array([x]), np.array([y]))[0]:
+                a, b = root(x), root(y)
                 parent[max(a, b, key=lambda r: rank[r])] = min(a, b, key=lambda r: rank[r])
     return [min((r for r in range(len(rank)) if root(r) == root(x)), key=lambda r: rank[r]) for x in range(len(rank))]
 
@@ -409,7 +414,7 @@ def test_components_equal_a_reference_union_find(n, n_bands, n_keys, seed):
     def verify(a, b):  # a fixed, arbitrary verdict per unordered pair
         return (np.minimum(a, b) * 31 + np.maximum(a, b) * 17 + seed) % 3 != 0
 
-    expected = reference_representatives(rows, bands, keys, rank, verify)
+    expected = reference_representatives(rows, bands, keys, rank, verify, VERIFIED_PAIRS_UPTO)
     assert find_representatives(rows, bands, keys, rank, verify).tolist() == expected
     unverified = reference_representatives(rows, bands, keys, rank, lambda a, b: [True])
     assert find_representatives(rows, bands, keys, rank).tolist() == unverified

@@ -16,6 +16,14 @@ import pyarrow.compute as pc
 
 Verify = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+# Buckets of up to this many nodes get all their pairs checked where edges are verified (see band_edges).
+VERIFIED_PAIRS_UPTO = 8
+
+
+def pairs_upto(verified: bool) -> int:
+    """band_edges' bucket size for all pairs: stars (2) suffice where every edge holds."""
+    return VERIFIED_PAIRS_UPTO if verified else 2
+
 
 def _flatten(parent: np.ndarray) -> np.ndarray:
     while True:
@@ -40,11 +48,14 @@ def union_edges(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return parent
 
 
-def band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Star edges for one band: every node to the smallest node sharing its key.
+def band_edges(nodes: np.ndarray, keys: np.ndarray, pairs_upto: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate edges for one band: in a bucket of up to `pairs_upto` nodes every pair, in a larger one a star
+    from the smallest node to every other.
 
-    Keys are sorted once (a plain argsort of uint64 is the fast path), and only keys held by two or more nodes go on
-    to the grouping: in a real corpus almost every band key is unique."""
+    Stars suffice when every edge holds (exact keys). Where edges are verified, a star tests each member against
+    the smallest only, so one stray member that sorts first hides every true pair of its bucket: small buckets then
+    get all their pairs. Keys are sorted once (a plain argsort of uint64 is the fast path), and only keys held by two
+    or more nodes go on to the grouping: in a real corpus almost every band key is unique."""
     order = np.argsort(keys)
     k = keys[order]
     same = k[1:] == k[:-1]
@@ -54,10 +65,20 @@ def band_edges(nodes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
     k, n = k[shared], nodes[order[shared]]
     if not len(k):
         return n, n
-    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
-    center = np.repeat(np.minimum.reduceat(n, starts), np.diff(np.append(starts, len(k))))
-    member = n != center
-    return center[member], n[member]
+    first = np.concatenate(([True], k[1:] != k[:-1]))
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(k)))
+    center = np.repeat(np.minimum.reduceat(n, starts), sizes)
+    size = np.repeat(sizes, sizes)
+    star = (n != center) & (size > pairs_upto)
+    src, dst = [center[star]], [n[star]]
+    bucket = np.cumsum(first)
+    for d in range(1, min(pairs_upto, int(sizes.max()))):  # the node d places further on in the same small bucket
+        pair = (bucket[:-d] == bucket[d:]) & (size[:-d] <= pairs_upto)
+        a, b = n[:-d][pair], n[d:][pair]
+        src.append(np.minimum(a, b))
+        dst.append(np.maximum(a, b))
+    return np.concatenate(src), np.concatenate(dst)
 
 
 def find_representatives(
@@ -84,7 +105,7 @@ def find_representatives(
     keys = np.asarray(keys, dtype=np.uint64)
     for band in np.unique(bands):
         sel = np.flatnonzero(bands == band)  # nodes are looked up per band: no second array as long as `rows`
-        u, v = band_edges(rank[rows[sel]], keys[sel])
+        u, v = band_edges(rank[rows[sel]], keys[sel], pairs_upto(verify is not None))
         if verify is not None and len(u):
             ok = np.asarray(verify(row_of_node[u], row_of_node[v]), dtype=bool)
             u, v = u[ok], v[ok]

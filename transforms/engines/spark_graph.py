@@ -5,7 +5,8 @@ the row it keeps), and the result equals transforms.dedupe.find_representatives 
 them to it):
 - star edges: the band keys are hash-partitioned by (band, key), and each partition links every member of a bucket
   to the bucket's smallest label with transforms.dedupe's own numpy star builder (measured 2.3x faster than a
-  Spark window over the same 20M keys); a stage's verify() may then drop candidate edges;
+  Spark window over the same 20M keys), every pair of a small bucket where edges are verified; a stage's verify()
+  may then drop candidate edges;
 - connected components by alternating large-star and small-star steps (Kiveris et al., "Connected Components in
   MapReduce and Beyond", 2014) until the edges are disjoint stars, each around its component's smallest label
   (O(log^2 n) rounds; none when the buckets' stars are already disjoint, as in exact dedupe);
@@ -16,12 +17,14 @@ Every round's edges are written to Parquet under `work`, so plans stay short how
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from transforms.dedupe import pairs_upto
 from transforms.engines import spark_tasks
 
 MAX_ROUNDS = 100  # far above what any real graph needs (O(log^2 n)); a safeguard against a bug looping forever
@@ -29,12 +32,14 @@ MAX_ROUNDS = 100  # far above what any real graph needs (O(log^2 n)); a safeguar
 Verify = Callable[[DataFrame], DataFrame]  # candidate edges (src, dst) -> the edges that really are duplicates
 
 
-def star_edges(keys: DataFrame, partitions: int) -> DataFrame:
-    """keys (rank, band, key) -> edges (src, dst): each bucket's members to its smallest rank."""
+def star_edges(keys: DataFrame, partitions: int, verified: bool = False) -> DataFrame:
+    """keys (rank, band, key) -> edges (src, dst): each bucket's members to its smallest rank (and, where edges are
+    verified, every pair of a small bucket: transforms.dedupe.band_edges)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     schema = from_arrow_schema(spark_tasks.EDGE_SCHEMA)
-    return keys.repartition(partitions, "band", "key").mapInArrow(spark_tasks.bucket_stars, schema).distinct()
+    build = functools.partial(spark_tasks.bucket_stars, pairs_upto=pairs_upto(verified))
+    return keys.repartition(partitions, "band", "key").mapInArrow(build, schema).distinct()
 
 
 def _large_star(edges: DataFrame) -> DataFrame:
@@ -88,7 +93,7 @@ def connected_components(edges: DataFrame, work: Path) -> DataFrame:
 def representatives(keys: DataFrame, work: Path, partitions: int, verify: Verify | None = None) -> DataFrame:
     """keys (rank, band, key) -> (node, rep, size) for every node in a group of two or more (others are alone):
     rep is the group's smallest rank, size its number of nodes."""
-    edges = star_edges(keys, partitions)
+    edges = star_edges(keys, partitions, verified=verify is not None)
     if verify is not None:
         edges = verify(edges)
     members = connected_components(edges, work)

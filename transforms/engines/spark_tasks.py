@@ -184,7 +184,11 @@ class SketchTask(_PartTask):
 
     def process(self, stage, i, table):
         n = table.num_rows
-        table = merge_columns(table, stage.annotate(table))
+        added = stage.annotate(table)
+        out, name = Path(self.out_dir), f"part-{i:0{name_width(len(self.parts))}d}.parquet"
+        if added.num_columns:  # pass 2 reads them back: an embedding is computed once per row
+            write_table(out / "annotations" / name, added)
+        table = merge_columns(table, added)
         keys, _ = candidate_keys(stage, table)
         payload = stage.payload(table)
         rank = np.zeros(n, dtype=np.int64)
@@ -192,7 +196,6 @@ class SketchTask(_PartTask):
             ranked = pq.read_table(Path(self.ranks) / f"part={i}", columns=["row", "rank"])
             rank[ranked.column("row").to_numpy() & ((1 << POSITION_BITS) - 1)] = ranked.column("rank").to_numpy()
         rows = keys.column("row").to_numpy()
-        out, name = Path(self.out_dir), f"part-{i:0{name_width(len(self.parts))}d}.parquet"
         band_keys = pa.table({"rank": pa.array(rank[rows]), "band": keys.column("band").cast(pa.int32()),
                               "key": pa.array(keys.column("key").to_numpy().view(np.int64))})
         write_table(out / "keys" / name, band_keys)
@@ -222,9 +225,10 @@ def unpack_rows(column: pa.Array | pa.ChunkedArray, dtype: str, shape: Sequence[
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(len(column), *shape)
 
 
-def bucket_stars(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """All (rank, band, key) rows of some buckets (a hash partition) -> star edges (src = the bucket's smallest
-    rank, dst = each other member), band by band with transforms.dedupe's own star builder."""
+def bucket_stars(batches: Iterator[pa.RecordBatch], pairs_upto: int = 2) -> Iterator[pa.RecordBatch]:
+    """All (rank, band, key) rows of some buckets (a hash partition) -> candidate edges, band by band with
+    transforms.dedupe's own builder: stars (src = the bucket's smallest rank, dst = each other member), and every
+    pair of buckets up to `pairs_upto` members."""
     batches = list(batches)
     if not batches:
         return
@@ -232,7 +236,7 @@ def bucket_stars(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     rank, band, key = (table.column(c).to_numpy() for c in ("rank", "band", "key"))
     for b in np.unique(band):
         sel = band == b
-        src, dst = band_edges(rank[sel], key[sel])
+        src, dst = band_edges(rank[sel], key[sel], pairs_upto)
         keep = src != dst
         yield pa.RecordBatch.from_arrays([pa.array(src[keep]), pa.array(dst[keep])], schema=EDGE_SCHEMA)
 
@@ -293,7 +297,8 @@ class VerifyTask(_ByPart):
 
 
 class DedupeTask(_PartTask):
-    """Dedupe pass 2: the grouping's verdict for part i (written by Spark under verdict/part=i) applied to its rows."""
+    """Dedupe pass 2: the grouping's verdict for part i (written by Spark under verdict/part=i) applied to its rows,
+    with the stage's columns as pass 1 wrote them (SketchTask)."""
 
     def __init__(self, stage, parts, out_dir, part_rows, annotate_only, verdicts: str, ranks: str):
         super().__init__(stage, parts, out_dir, part_rows, annotate_only)
@@ -301,7 +306,8 @@ class DedupeTask(_PartTask):
 
     def process(self, stage, i, table):
         n = table.num_rows
-        table = merge_columns(table, stage.annotate(table))
+        stored = Path(self.ranks).parent / "annotations" / f"part-{i:0{name_width(len(self.parts))}d}.parquet"
+        table = merge_columns(table, pq.read_table(stored) if stored.is_file() else stage.annotate(table))
         rep = np.zeros(n, dtype=np.uint64)
         is_dup = np.zeros(n, dtype=bool)
         sizes = np.ones(n, dtype=np.int64)
