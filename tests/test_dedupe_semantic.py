@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 from transforms import pipeline, publish, semantic
 from transforms.config import load_config
 from transforms.dedupe import find_representatives, preference_rank
+from transforms.stages.base import SetupError
 from transforms.stages.dedupe_semantic import DedupeSemantic, SemanticConfig
 from transforms.stages.normalize import Normalize
 
@@ -199,3 +200,11 @@ def test_an_append_drops_rewordings_of_published_tweets(tmp_path):
     published = pl.read_delta(str(table))
     assert published.height == first["output_records"] + len(news)
     assert "semantic_vector" not in published.columns and published["semantic_cluster_size"].min() >= 1
+
+
+def test_a_gpu_that_is_not_there_is_one_clear_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SetupError, match="torch sees no GPU here: set settings.dedupe_semantic.device"):
+        DedupeSemantic(SemanticConfig(device="cuda:1")).ensure_setup()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms import semantic
-from transforms.stages.base import DedupeStage, Resources, StageConfig
+from transforms.stages.base import DedupeStage, Resources, SetupError, StageConfig
 
 
 class SemanticConfig(StageConfig):
@@ -63,7 +63,20 @@ class DedupeSemantic(DedupeStage):
 
     def setup(self) -> None:
         cfg = self.config
+        self._check_device()
         self._encoder = semantic.Encoder(cfg.device, cfg.batch_size, cfg.max_length)
+
+    def _check_device(self) -> None:
+        """Where the stage runs (on a Spark cluster, the executors may hold GPUs the driver lacks)."""
+        device = self.config.device
+        if device.startswith("cuda"):
+            import torch
+
+            index = int(device.partition(":")[2] or 0)
+            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                raise SetupError(f"dedupe_semantic: device {device!r}, but torch sees "
+                                 f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} GPU here: "
+                                 "set settings.dedupe_semantic.device to auto (a GPU where there is one) or cpu")
 
     def annotate(self, table: pa.Table) -> pa.Table:
         """The embedding of every row that takes part (null for the others), computed once: keys, payload and
