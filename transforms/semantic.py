@@ -13,6 +13,7 @@ against +-1 hyperplanes: sums stay far below 2**24, so float32 BLAS computes the
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -88,9 +89,11 @@ class Encoder:
         torch = self._torch
         tokens = np.zeros((self.batch_size, width), dtype=np.int64)  # a full batch always: fixed shapes
         mask = np.zeros((self.batch_size, width), dtype=np.int64)
-        for i, row in enumerate(ids):
-            tokens[i, :len(row)] = row
-            mask[i, :len(row)] = 1
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        row = np.repeat(np.arange(len(ids)), lengths)
+        column = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        tokens[row, column] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=len(row))
+        mask[row, column] = 1
         mask[len(ids):, 0] = 1  # filler rows: one pad token each, discarded
         with torch.inference_mode():
             t, m = torch.from_numpy(tokens).to(self.device), torch.from_numpy(mask).to(self.device)
