@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.minhash import FOLD_VERSION, band_keys, fold
+from transforms.stages.normalize import dedupe_key
 
 LENGTH_STEP = 16  # rows are padded to a multiple of this many word pieces
 SCALE = 127  # unit vectors are stored as round(SCALE * x) in int8
@@ -47,8 +48,6 @@ def model_files() -> tuple[str, ...]:
 def folded_text(text: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
     """What is embedded: the text keyed as normalize keys it (mentions, links masked) and folded as MinHash folds it
     (no mentions, links, punctuation or emoji). From `text`, so after the pii stage only scrubbed text is embedded."""
-    from transforms.stages.normalize import dedupe_key
-
     return fold(pl.DataFrame({"t": pl.from_arrow(text).cast(pl.String)}).select(dedupe_key(pl.col("t"))).to_series()
                 .to_arrow())
 

@@ -171,9 +171,10 @@ class SparkEngine:
         """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
         parts = [str(p) for p in parts]
         if isinstance(stage, DedupeStage):
-            verdicts = self._group(stage, parts, out_dir / "_work", history)
+            work = out_dir / "_work"
+            verdicts = self._group(stage, parts, work, history)
             task = spark_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
-                                          str(out_dir / "_work" / "ranked"))
+                                          str(work / "ranked"), str(work))
         else:
             task = spark_tasks.BatchTask(stage, parts, str(out_dir), self.part_rows, annotate_only)
         statuses = self._run(len(parts), task)

@@ -175,6 +175,9 @@ class OrderTask:
             yield status(i, rows=table.num_rows)
 
 
+ANNOTATIONS = "annotations"  # under a dedupe step's work folder: the stage's own columns, per part
+
+
 class SketchTask(_PartTask):
     """Dedupe pass 1: band keys (rank, band, key) of part i's grouped rows, and their verification payloads."""
 
@@ -186,8 +189,8 @@ class SketchTask(_PartTask):
         n = table.num_rows
         added = stage.annotate(table)
         out, name = Path(self.out_dir), f"part-{i:0{name_width(len(self.parts))}d}.parquet"
-        if added.num_columns:  # pass 2 reads them back: an embedding is computed once per row
-            write_table(out / "annotations" / name, added)
+        if added.num_columns:  # pass 2 (DedupeTask) reads them back: an embedding is computed once per row
+            write_table(out / ANNOTATIONS / name, added)
         table = merge_columns(table, added)
         keys, _ = candidate_keys(stage, table)
         payload = stage.payload(table)
@@ -300,13 +303,13 @@ class DedupeTask(_PartTask):
     """Dedupe pass 2: the grouping's verdict for part i (written by Spark under verdict/part=i) applied to its rows,
     with the stage's columns as pass 1 wrote them (SketchTask)."""
 
-    def __init__(self, stage, parts, out_dir, part_rows, annotate_only, verdicts: str, ranks: str):
+    def __init__(self, stage, parts, out_dir, part_rows, annotate_only, verdicts: str, ranks: str, work: str):
         super().__init__(stage, parts, out_dir, part_rows, annotate_only)
-        self.verdicts, self.ranks = verdicts, ranks
+        self.verdicts, self.ranks, self.work = verdicts, ranks, work
 
     def process(self, stage, i, table):
         n = table.num_rows
-        stored = Path(self.ranks).parent / "annotations" / f"part-{i:0{name_width(len(self.parts))}d}.parquet"
+        stored = Path(self.work) / ANNOTATIONS / f"part-{i:0{name_width(len(self.parts))}d}.parquet"
         table = merge_columns(table, pq.read_table(stored) if stored.is_file() else stage.annotate(table))
         rep = np.zeros(n, dtype=np.uint64)
         is_dup = np.zeros(n, dtype=bool)

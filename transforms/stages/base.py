@@ -138,6 +138,16 @@ def one_key_per_row(keys: np.ndarray) -> pa.Table:
     return pa.table({"row": np.arange(n, dtype=np.int64), "band": np.zeros(n, dtype=np.int32), "key": keys})
 
 
+def in_languages(table: pa.Table, languages: tuple[str, ...]) -> np.ndarray:
+    """Per row: its `lang` is one of `languages`, or unknown (no language ID ran, or it left the row null). The
+    rule by which a stage whose model knows some languages only leaves the other rows alone."""
+    if "lang" not in table.column_names:
+        return np.ones(table.num_rows, dtype=bool)
+    lang = table.column("lang")
+    listed = pc.or_kleene(pc.is_null(lang), pc.is_in(lang, pa.array(languages, pa.string())))
+    return np.asarray(listed.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def reasons_where(mask, reason: str, num_rows: int) -> pa.Array:
     """A drop-reason column: `reason` where mask is true, null elsewhere (mask None, or null entries, keep the row).
 

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms import semantic
-from transforms.stages.base import DedupeStage, Resources, SetupError, StageConfig
+from transforms.stages.base import DedupeStage, Resources, SetupError, StageConfig, in_languages
 
 
 class SemanticConfig(StageConfig):
@@ -83,12 +83,9 @@ class DedupeSemantic(DedupeStage):
         history read it from this column."""
         self.ensure_setup()
         folded = semantic.folded_text(table.column("text"))
-        present = pc.greater(pc.binary_length(folded), 0)
-        languages = self.config.languages
-        if languages is not None and "lang" in table.column_names:
-            lang = table.column("lang")
-            present = pc.and_(present, pc.or_kleene(pc.is_null(lang), pc.is_in(lang, pa.array(languages, pa.string()))))
-        present = np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool)
+        present = pc.greater(pc.binary_length(folded), 0).to_numpy(zero_copy_only=False)
+        if self.config.languages is not None:
+            present &= in_languages(table, self.config.languages)
         vectors = np.zeros((table.num_rows, semantic.DIM), dtype=np.int8)
         rows = np.flatnonzero(present)
         vectors[rows] = self._encoder.embed(folded.take(pa.array(rows)).to_pylist())

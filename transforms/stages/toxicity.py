@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms.models import PACKAGED, Packaged, resolve_model
-from transforms.stages.base import BatchStage, Resources, StageConfig
+from transforms.stages.base import BatchStage, Resources, StageConfig, in_languages
 
 MODEL_FILE = "toxicity.ftz"
 PACKAGED_MODEL = f"toxicity/{MODEL_FILE}"  # inside transforms/models
@@ -119,11 +119,10 @@ class Toxicity(BatchStage):
         self._threshold = self.config.threshold if self.config.threshold is not None else tuned_threshold(path)
 
     def _scored_rows(self, table: pa.Table) -> pl.Series:
-        frame = pl.from_arrow(table.select([c for c in ("text", "lang") if c in table.column_names]))
-        scored = pl.col("text").is_not_null()
-        if self.config.non_english == "null" and "lang" in frame.columns:
-            scored &= pl.col("lang").is_null() | pl.col("lang").is_in(list(self.config.languages))
-        return frame.select(scored.alias("scored")).to_series()
+        scored = pc.is_valid(table.column("text")).to_numpy(zero_copy_only=False)
+        if self.config.non_english == "null":
+            scored &= in_languages(table, self.config.languages)
+        return pl.Series("scored", scored)
 
     def annotate(self, table: pa.Table) -> pa.Table:
         self.ensure_setup()
