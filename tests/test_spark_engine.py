@@ -28,7 +28,8 @@ from transforms.dedupe import find_representatives, preference_rank
 from transforms.engines import spark_session
 from transforms.engines.polars import PolarsEngine
 from transforms.engines.staging import read_part, write_part
-from transforms.engines.spark import SparkEngine, plan_shards
+from transforms.engines.part_tasks import plan_shards
+from transforms.engines.spark import SparkEngine
 from transforms.readers import ReaderOptions
 from transforms.stages import CATALOGUE, stage_class
 from transforms.stages.normalize import Normalize
@@ -328,7 +329,7 @@ import json
 import sys
 sys.path.insert(0, sys.argv[1])
 import pyarrow as pa
-import transforms.engines.spark_tasks as tasks
+import transforms.engines.part_tasks as tasks
 from transforms.stages.langid import LanguageId, LanguageIdConfig
 from transforms.stages.toxicity import Toxicity, ToxicityConfig
 

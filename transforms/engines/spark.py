@@ -1,6 +1,6 @@
 """The Spark engine: the same stage definitions as the polars engine, run as Spark jobs, with the same results.
 
-Translation only. Every step is a job of one task per input file or working part (spark_tasks.py: the Python side,
+Translation only. Every step is a job of one task per input file or working part (part_tasks.py: the Python side,
 run through mapInArrow), so parts keep input order and each row's (part, position) is its place in that order,
 exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
 stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, tie break, place), the band keys
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from transforms.engines import spark_graph, spark_tasks
+from transforms.engines import part_tasks, spark_graph
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, Progress, StepResult
 from transforms.engines.spark_session import SparkOptions, session
 from transforms.engines.staging import PartWriter, read_part
@@ -36,30 +36,6 @@ from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import DedupeStage, Stage
 
 KEYS_PER_PARTITION = 4_000_000  # band keys per shuffle partition: bounds a Python worker's memory in the star step
-
-
-def plan_shards(measures: Sequence[tuple[int, int]], max_rows: int, max_bytes: int) -> list[list[tuple[int, int, int]]]:
-    """Shards as slices (part, offset, length) of the parts in order, bounded as the polars engine bounds them.
-
-    measures: (rows, in-memory bytes of the published columns) per part."""
-    shards: list[list[tuple[int, int, int]]] = []
-    rows = nbytes = 0
-    full = True
-    for part, (n, size) in enumerate(measures):
-        per_row = max(1, size // max(1, n))
-        offset = 0
-        while offset < n:
-            if full:
-                shards.append([])
-                rows = nbytes = 0
-                full = False
-            length = min(n - offset, max_rows - rows, max(1, (max_bytes - nbytes) // per_row))
-            shards[-1].append((part, offset, length))
-            rows += length
-            nbytes += length * per_row
-            offset += length
-            full = rows >= max_rows or nbytes >= max_bytes
-    return shards
 
 
 class WorkerError(RuntimeError):
@@ -123,7 +99,7 @@ class SparkEngine:
         """Run `task` over task indexes 0..n-1, one Spark task each; their status rows, in task order."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        schema = from_arrow_schema(spark_tasks.STATUS_SCHEMA)
+        schema = from_arrow_schema(part_tasks.STATUS_SCHEMA)
         with _worker_errors():
             rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema).collect()
         return [json.loads(r["status"]) for r in sorted(rows, key=lambda r: r["task"])]
@@ -151,7 +127,7 @@ class SparkEngine:
         from transforms.readers import expand_inputs
 
         files = expand_inputs(list(inputs))
-        task = spark_tasks.IngestTask(files, options, str(out_dir), self.part_rows, keep_original)
+        task = part_tasks.IngestTask(files, options, str(out_dir), self.part_rows, keep_original)
         statuses = self._run(len(files), task)
         parts = self._parts(statuses)
         if not parts:  # no input file at all
@@ -173,10 +149,10 @@ class SparkEngine:
         if isinstance(stage, DedupeStage):
             work = out_dir / "_work"
             verdicts = self._group(stage, parts, work, history)
-            task = spark_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
+            task = part_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
                                           str(work / "ranked"), str(work))
         else:
-            task = spark_tasks.BatchTask(stage, parts, str(out_dir), self.part_rows, annotate_only)
+            task = part_tasks.BatchTask(stage, parts, str(out_dir), self.part_rows, annotate_only)
         statuses = self._run(len(parts), task)
         shutil.rmtree(out_dir / "_work", ignore_errors=True)
         counts: Counter = Counter()
@@ -204,21 +180,21 @@ class SparkEngine:
         if max(sort_bits, h.bit_length()) + 1 + bits > 63:
             raise ValueError(f"{len(parts)} parts and {shuffle_partitions} shuffle partitions are too many to rank "
                              "in 64 bits; raise part_rows or lower shuffle_partitions")
-        ordered = self._run(len(parts), spark_tasks.OrderTask(parts, str(work / "nodes")))
+        ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")))
         if not any(s["rows"] for s in ordered):  # no new rows, no groups (and Spark reads no schema from nothing)
             return work / "verdict"
-        part = F.shiftright("row", spark_tasks.POSITION_BITS)
+        part = F.shiftright("row", part_tasks.POSITION_BITS)
         rank = F.shiftleft(F.monotonically_increasing_id() + h, bits).bitwiseOR(part)
         ranked = spark.read.parquet(str(work / "nodes")).orderBy("ts", "idk", "tie", "row")
         with _worker_errors():
             ranked.select("row", "idk", rank.alias("rank"), part.alias("part")).write.partitionBy("part").parquet(
                 str(work / "ranked"))
         history_part = (1 << bits) - 1
-        sketched = self._run(len(parts), spark_tasks.SketchTask(
+        sketched = self._run(len(parts), part_tasks.SketchTask(
             stage, parts, str(work), self.part_rows, False, str(work / "ranked")))
         ids = spark.read.parquet(str(work / "ranked")).select("rank", "idk")
         if h:
-            sketched.append(spark_tasks.sketch_history(stage, history, work, bits))
+            sketched.append(part_tasks.sketch_history(stage, history, work, bits))
             ids = ids.unionByName(spark.read.parquet(str(work / "published")))
         keys = spark.read.parquet(str(work / "keys"))
         partitions = max(shuffle_partitions, -(-sum(s["keys"] for s in sketched) // KEYS_PER_PARTITION))
@@ -226,8 +202,8 @@ class SparkEngine:
         described = [s["payload"] for s in sketched if "payload" in s]
         if described:
             payloads, mask = str(work / "payloads"), history_part
-            attach = spark_tasks.AttachTask(payloads, len(parts), mask)
-            check = spark_tasks.VerifyTask(stage, payloads, len(parts), mask, described[0]["dtype"],
+            attach = part_tasks.AttachTask(payloads, len(parts), mask)
+            check = part_tasks.VerifyTask(stage, payloads, len(parts), mask, described[0]["dtype"],
                                            described[0]["shape"])
             fan = max(shuffle_partitions, len(parts))
 
@@ -235,9 +211,9 @@ class SparkEngine:
                 """Each pair meets its payloads where they are stored (one file per part; a rank names its part),
                 instead of every row's payload being shuffled to its pairs."""
                 with_a = edges.repartition(fan, F.col("src").bitwiseAND(mask)).mapInArrow(
-                    attach, from_arrow_schema(spark_tasks.ATTACHED_SCHEMA))
+                    attach, from_arrow_schema(part_tasks.ATTACHED_SCHEMA))
                 checked = with_a.repartition(fan, F.col("dst").bitwiseAND(mask))
-                return checked.mapInArrow(check, from_arrow_schema(spark_tasks.EDGE_SCHEMA))
+                return checked.mapInArrow(check, from_arrow_schema(part_tasks.EDGE_SCHEMA))
 
         with _worker_errors():
             groups = spark_graph.representatives(keys, work, partitions, verify)
@@ -264,9 +240,9 @@ class SparkEngine:
         out_dir.mkdir(parents=True, exist_ok=True)
         parts = [str(p) for p in parts]
         selected = columns(read_part(parts[0]).schema)
-        measured = self._run(len(parts), spark_tasks.MeasureTask(parts, selected))
-        plan = plan_shards([(m["rows"], m["nbytes"]) for m in measured], max_rows, max_bytes)
+        measured = self._run(len(parts), part_tasks.MeasureTask(parts, selected))
+        plan = part_tasks.plan_shards([(m["rows"], m["nbytes"]) for m in measured], max_rows, max_bytes)
         paths = [out_dir / name(k) for k in range(len(plan))]
         if plan:
-            self._run(len(plan), spark_tasks.ShardTask(plan, parts, selected, [str(p) for p in paths], row_group_rows))
+            self._run(len(plan), part_tasks.ShardTask(plan, parts, selected, [str(p) for p in paths], row_group_rows))
         return paths

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from transforms.dedupe import pairs_upto
-from transforms.engines import spark_tasks
+from transforms.engines import part_tasks
 
 MAX_ROUNDS = 100  # far above what any real graph needs (O(log^2 n)); a safeguard against a bug looping forever
 
@@ -37,8 +37,8 @@ def star_edges(keys: DataFrame, partitions: int, verified: bool = False) -> Data
     verified, every pair of a small bucket: transforms.dedupe.band_edges)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    schema = from_arrow_schema(spark_tasks.EDGE_SCHEMA)
-    build = functools.partial(spark_tasks.bucket_stars, pairs_upto=pairs_upto(verified))
+    schema = from_arrow_schema(part_tasks.EDGE_SCHEMA)
+    build = functools.partial(part_tasks.bucket_stars, pairs_upto=pairs_upto(verified))
     return keys.repartition(partitions, "band", "key").mapInArrow(build, schema).distinct()
 
 

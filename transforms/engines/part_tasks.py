@@ -1,11 +1,13 @@
-"""What the Spark engine's Python workers run, inside mapInArrow: one task per input file, working part or shard.
+"""What a distributed engine's workers run: one task per input file, working part or shard, for Spark (inside
+mapInArrow) and Beam (inside a ParDo) alike.
 
-Each task is handed its index (a row of `spark.range(n, numPartitions=n)`), so task i reads input file i or part i
-and writes what it makes under its own index: parts stay in input order, as the polars engine keeps them, and a
-row's (part, position) is its place in that order. Tasks write their tables themselves with pyarrow, the polars
-engine's way (same writer, same files), and hand Spark back one status row of counts. Measured on 1M tweets, this is
-twice as fast as passing every row through the JVM's Parquet writer, whose row-by-row conversion of wide rows
-dominated the batch stages. Spark's own shuffles then read these files when rows must meet (dedupe).
+Each task is handed its index (a row of `spark.range(n, numPartitions=n)`, or a Beam element), so task i reads input
+file i or part i and writes what it makes under its own index: parts stay in input order, as the polars engine keeps
+them, and a row's (part, position) is its place in that order. Tasks write their tables themselves with pyarrow, the
+polars engine's way (same writer, same files), and hand the engine back one status row of counts. Measured on 1M
+tweets with Spark, this is twice as fast as passing every row through the JVM's Parquet writer, whose row-by-row
+conversion of wide rows dominated the batch stages. The engine's own shuffles then read these files when rows must
+meet (dedupe).
 
 Stage logic stays in the stages, transforms/engines/common.py and transforms/dedupe.py; this module only moves
 tables in and out. Stages arrive pickled as their configuration (Stage.__getstate__); each worker process builds and
@@ -356,6 +358,30 @@ class IngestTask:
             write_table(out / "rejects.parquet" / f"part-{i:0{width}d}.parquet", rejected, REJECT_SCHEMA)
             files = [str(p) for p in writer.close()]
             yield status(i, rows_out=writer.rows, rejected=rejected.num_rows, files=files)
+
+
+def plan_shards(measures: Sequence[tuple[int, int]], max_rows: int, max_bytes: int) -> list[list[tuple[int, int, int]]]:
+    """Shards as slices (part, offset, length) of the parts in order, bounded as the polars engine bounds them.
+
+    measures: (rows, in-memory bytes of the published columns) per part."""
+    shards: list[list[tuple[int, int, int]]] = []
+    rows = nbytes = 0
+    full = True
+    for part, (n, size) in enumerate(measures):
+        per_row = max(1, size // max(1, n))
+        offset = 0
+        while offset < n:
+            if full:
+                shards.append([])
+                rows = nbytes = 0
+                full = False
+            length = min(n - offset, max_rows - rows, max(1, (max_bytes - nbytes) // per_row))
+            shards[-1].append((part, offset, length))
+            rows += length
+            nbytes += length * per_row
+            offset += length
+            full = rows >= max_rows or nbytes >= max_bytes
+    return shards
 
 
 class MeasureTask:
