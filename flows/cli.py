@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="YAML/JSON/TOML config file")
 
     def engine(sp):
-        sp.add_argument("--engine", choices=("polars", "spark"), help="default: from the config (polars)")
+        sp.add_argument("--engine", choices=("polars", "spark", "beam"), help="default: from the config (polars)")
         sp.add_argument("--spark-master", help="run on Spark with this master (local[N], spark://host:port, yarn...)")
 
     r = sub.add_parser("run", help="curate inputs into a new version of a Delta table")

@@ -13,6 +13,9 @@ from transforms.config import ConfigError, load_config
     ({"engine_options": {"threadz": 2}}, "engine_options.threadz: Extra inputs are not permitted"),
     ({"engine_options": {"threads": 0}}, "engine_options.threads: Input should be greater than 0"),
     ({"engine_options": {"staging_compression": "gzip"}}, "engine_options.staging_compression: Input should be 'lz4' or 'zstd'"),
+    ({"engine": "beam", "engine_options": {"running_mode": "threads"}},
+     "engine_options.running_mode: Input should be 'multi_processing', 'multi_threading' or 'in_memory'"),
+    ({"engine": "beam", "engine_options": {"master": "local[2]"}}, "engine_options.master: Extra inputs are not permitted"),
     ({"stages": ["dedupe_exact"]},
      "dedupe_exact reads 'dedupe_key', which the normalize stage writes: list normalize before dedupe_exact"),
     ({"stages": ["dedupe_minhash", "normalize"]},
@@ -25,12 +28,17 @@ def test_what_a_run_would_trip_on_is_refused_with_where_it_is(settings, message)
 
 
 def test_engine_options_are_the_chosen_engines():
-    """A config may carry Spark's options for `--engine spark`; a polars run leaves them out."""
+    """A config may carry Spark's or Beam's options for `--engine spark` or `--engine beam`; a polars run leaves
+    them out."""
     both = {"master": "local[2]", "threads": 2}
     with pytest.raises(ConfigError, match="engine_options.threads: Extra inputs are not permitted"):
         load_config(engine="spark", engine_options=both)
     assert load_config(engine_options={"master": "local[2]", "threads": 2}).engine_settings() == {"threads": 2}
     assert load_config(engine="spark", engine_options={"master": "local[2]"}).engine_settings() == {"master": "local[2]"}
+    beam = {"runner": "FlinkRunner", "pipeline_args": ["--flink_master=host:8081"]}
+    assert load_config(engine_options=beam | {"threads": 2}).engine_settings() == {"threads": 2}
+    assert load_config(engine="beam", engine_options=beam).engine_settings() == {
+        "runner": "FlinkRunner", "pipeline_args": ("--flink_master=host:8081",)}
 
 
 def test_the_full_pipeline_and_each_stage_after_normalize_are_valid():

@@ -40,8 +40,9 @@ class PipelineConfig(BaseModel):
     # Above this share of unreadable input records a run publishes nothing (exit 3). The default stops only input
     # that is mostly not tweets (the wrong file or format); production configs set it lower (e.g. 0.02).
     max_reject_rate: float = Field(0.5, ge=0.0, le=1.0)
-    engine: Literal["polars", "spark"] = "polars"
-    engine_options: dict[str, Any] = Field(default_factory=dict)  # e.g. spark: {"master": "spark://127.0.0.1:7077"}
+    engine: Literal["polars", "spark", "beam"] = "polars"
+    # e.g. spark: {"master": "spark://127.0.0.1:7077"}; beam: {"runner": "FlinkRunner", "pipeline_args": [...]}
+    engine_options: dict[str, Any] = Field(default_factory=dict)
     part_rows: int = Field(262_144, gt=0)  # rows per working part: bounds the memory of every step
     readers: ReadersConfig = Field(default_factory=ReadersConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -93,15 +94,17 @@ class PipelineConfig(BaseModel):
         return self
 
     def engine_settings(self) -> dict[str, Any]:
-        """The chosen engine's options, checked. A polars run leaves out Spark's (a config may carry them for
-        `--engine spark`)."""
+        """The chosen engine's options, checked. A polars run leaves out Spark's and Beam's (a config may carry
+        them for `--engine spark` or `--engine beam`)."""
+        from transforms.engines import BeamOptions, PolarsOptions
         from transforms.engines.spark_session import SparkOptions
 
         if self.engine == "spark":
             return SparkOptions(**self.engine_options).model_dump(exclude_unset=True)
-        from transforms.engines import PolarsOptions
-
-        options = {k: v for k, v in self.engine_options.items() if k not in SparkOptions.model_fields}
+        if self.engine == "beam":
+            return BeamOptions(**self.engine_options).model_dump(exclude_unset=True)
+        others = set(SparkOptions.model_fields) | set(BeamOptions.model_fields)
+        options = {k: v for k, v in self.engine_options.items() if k not in others}
         return PolarsOptions(**options).model_dump(exclude_unset=True)
 
     def stage_config(self, name: str):

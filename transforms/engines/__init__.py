@@ -1,5 +1,4 @@
-"""Engines translate stage definitions into work on one machine (polars) or a cluster (spark).
-There is no Beam engine yet.
+"""Engines translate stage definitions into work on one machine (polars) or a cluster (spark, beam).
 
 Each engine offers the same four operations over working parts (staging.py): ingest, run_stage, write_shards (and its name);
 the pipeline (transforms/pipeline.py) calls them and never sees engine internals.
@@ -7,7 +6,8 @@ the pipeline (transforms/pipeline.py) calls them and never sees engine internals
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,32 @@ class PolarsOptions(BaseModel):
     threads: int | None = Field(None, gt=0)  # parts worked on at once; default: the machine's cores
 
 
+class BeamOptions(BaseModel):
+    """`engine_options` of a Beam run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runner: str = "FnApiRunner"  # or FlinkRunner, DataflowRunner, ... (their settings in pipeline_args)
+    workers: int | None = Field(None, gt=0)  # local runner: workers at once; default: the machine's cores
+    running_mode: Literal["multi_processing", "multi_threading", "in_memory"] = "multi_processing"
+    partitions: int | None = Field(None, gt=0)  # shuffle partitions of a dedupe's grouping; default: from its size
+    pipeline_args: tuple[str, ...] = ()  # any other Beam pipeline option, e.g. ("--flink_master=host:8081",)
+
+    @property
+    def parallelism(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def pipeline_options(self):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        args = [f"--runner={self.runner}"]
+        if self.runner in ("FnApiRunner", "DirectRunner"):  # the local runners
+            workers = 1 if self.running_mode == "in_memory" else self.parallelism
+            args += [f"--direct_num_workers={workers}", f"--direct_running_mode={self.running_mode}",
+                     "--default_sdk_harness_log_level=ERROR"]
+        return PipelineOptions([*args, *self.pipeline_args])
+
+
 def make_engine(name: str, *, part_rows: int, progress: Callable[[int], None] | None = None, **options):
     if name == "polars":
         from transforms.engines.polars import PolarsEngine
@@ -32,4 +58,8 @@ def make_engine(name: str, *, part_rows: int, progress: Callable[[int], None] | 
         from transforms.engines.spark import SparkEngine
 
         return SparkEngine(part_rows=part_rows, progress=progress, **options)
-    raise ValueError(f"unknown engine {name!r}; known: polars, spark")
+    if name == "beam":
+        from transforms.engines.beam import BeamEngine
+
+        return BeamEngine(part_rows=part_rows, progress=progress, **options)
+    raise ValueError(f"unknown engine {name!r}; known: polars, spark, beam")

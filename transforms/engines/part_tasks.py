@@ -42,6 +42,7 @@ from transforms.engines.staging import PartWriter, read_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA
 from transforms.stages.base import Stage
 
+KEYS_PER_PARTITION = 4_000_000  # band keys per shuffle partition: bounds a worker's memory in the star step
 POSITION_BITS = 32  # a row's place: part index << 32 | position in the part
 SIGN = np.uint64(1 << 63)
 

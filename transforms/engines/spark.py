@@ -1,7 +1,7 @@
 """The Spark engine: the same stage definitions as the polars engine, run as Spark jobs, with the same results.
 
 Translation only. Every step is a job of one task per input file or working part (part_tasks.py: the Python side,
-run through mapInArrow), so parts keep input order and each row's (part, position) is its place in that order,
+run through mapInArrow; task_engine.py: the driver side it shares with the Beam engine), so parts keep input order and each row's (part, position) is its place in that order,
 exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
 stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, tie break, place), the band keys
 are shuffled by bucket into star edges, candidate pairs are verified, connected components come from
@@ -19,27 +19,18 @@ import contextlib
 import importlib
 import json
 import re
-import shutil
-from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from transforms.engines import part_tasks, spark_graph
-from transforms.engines.common import ORIGINAL_TEXT, IngestResult, Progress, StepResult
+from transforms.engines.common import Progress
+from transforms.engines.part_tasks import KEYS_PER_PARTITION
 from transforms.engines.spark_session import SparkOptions, session
-from transforms.engines.staging import PartWriter, read_part
-from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
-from transforms.stages.base import DedupeStage, Stage
-
-KEYS_PER_PARTITION = 4_000_000  # band keys per shuffle partition: bounds a Python worker's memory in the star step
-
-
-class WorkerError(RuntimeError):
-    """A task failed in a Python worker with an exception tweetmill cannot rebuild; the message is the worker's."""
+from transforms.engines.task_engine import TaskEngine, WorkerError
+from transforms.stages.base import DedupeStage
 
 
 def _worker_exception(error: Exception) -> Exception | None:
@@ -75,14 +66,13 @@ def _worker_errors() -> Iterator[None]:
         raise rebuilt from error
 
 
-class SparkEngine:
+class SparkEngine(TaskEngine):
     name = "spark"
 
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None, **options):
         from transforms.config import ConfigError
 
-        self.part_rows = part_rows
-        self.progress = progress or (lambda n: None)
+        super().__init__(part_rows, progress)
         try:
             self.options = SparkOptions(**options)
         except ValidationError as e:
@@ -94,8 +84,7 @@ class SparkEngine:
     def spark(self):
         return session(self.options)
 
-    # -- plumbing ---------------------------------------------------------------------------------------------------
-    def _run(self, n: int, task: Callable) -> list[dict]:
+    def _run(self, n: int, task: Callable, work: Path | None = None) -> list[dict]:
         """Run `task` over task indexes 0..n-1, one Spark task each; their status rows, in task order."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -103,65 +92,6 @@ class SparkEngine:
         with _worker_errors():
             rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema).collect()
         return [json.loads(r["status"]) for r in sorted(rows, key=lambda r: r["task"])]
-
-    @staticmethod
-    def _parts(statuses: list[dict]) -> list[Path]:
-        """The tasks' parts in order; empty ones are removed unless every part is empty (one keeps the schema)."""
-        files = [Path(f) for s in statuses for f in s["files"]]
-        kept = [f for f in files if read_part(f).num_rows] or files[:1]
-        for f in files:
-            if f not in kept:
-                f.unlink()
-        return kept
-
-    @staticmethod
-    def _log(folder: Path, schema: pa.Schema) -> Path:
-        """A log folder readable with pq.read_table even when no task wrote to it."""
-        if not any(folder.glob("*.parquet")):
-            folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(schema.empty_table(), folder / "part-00000.parquet")
-        return folder
-
-    # -- ingest -----------------------------------------------------------------------------------------------------
-    def ingest(self, inputs: Sequence[str], options, out_dir: Path, keep_original: bool) -> IngestResult:
-        from transforms.readers import expand_inputs
-
-        files = expand_inputs(list(inputs))
-        task = part_tasks.IngestTask(files, options, str(out_dir), self.part_rows, keep_original)
-        statuses = self._run(len(files), task)
-        parts = self._parts(statuses)
-        if not parts:  # no input file at all
-            empty = TWEET_SCHEMA.empty_table()
-            writer = PartWriter(out_dir / "parts", self.part_rows)
-            writer.add(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty)
-            parts = writer.close()
-        tweets = sum(s["rows_out"] for s in statuses)
-        rejected = sum(s["rejected"] for s in statuses)
-        self.progress(tweets + rejected)
-        return IngestResult(parts, tweets + rejected, rejected, self._log(out_dir / "rejects.parquet", REJECT_SCHEMA))
-
-    # -- stages -----------------------------------------------------------------------------------------------------
-    def run_stage(
-        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: pa.Table | None = None
-    ) -> StepResult:
-        """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
-        parts = [str(p) for p in parts]
-        if isinstance(stage, DedupeStage):
-            work = out_dir / "_work"
-            verdicts = self._group(stage, parts, work, history)
-            task = part_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
-                                          str(work / "ranked"), str(work))
-        else:
-            task = part_tasks.BatchTask(stage, parts, str(out_dir), self.part_rows, annotate_only)
-        statuses = self._run(len(parts), task)
-        shutil.rmtree(out_dir / "_work", ignore_errors=True)
-        counts: Counter = Counter()
-        for s in statuses:
-            counts.update(s["reasons"])
-        rows_in = sum(s["rows_in"] for s in statuses)
-        self.progress(rows_in)
-        drops = self._log(out_dir / "drops.parquet", DROP_SCHEMA)
-        return StepResult(self._parts(statuses), rows_in, sum(s["rows_out"] for s in statuses), counts, drops)
 
     def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
         """The grouping of a dedupe stage; writes each grouped row's verdict under work/verdict/part=<i>.
@@ -224,25 +154,3 @@ class SparkEngine:
             # Published rows are in the groups only to be matched; the verdicts are for the new rows.
             verdict.where(F.col("part") != history_part).write.partitionBy("part").parquet(str(work / "verdict"))
         return work / "verdict"
-
-    # -- output -----------------------------------------------------------------------------------------------------
-    def write_shards(
-        self,
-        parts: Sequence[Path],
-        out_dir: Path,
-        name: Callable[[int], str],
-        columns: Callable[[pa.Schema], list[str]],
-        max_rows: int,
-        max_bytes: int,
-        row_group_rows: int,
-    ) -> list[Path]:
-        """The final parts as zstd Parquet shards of bounded size, in input order: one Spark task per shard."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        parts = [str(p) for p in parts]
-        selected = columns(read_part(parts[0]).schema)
-        measured = self._run(len(parts), part_tasks.MeasureTask(parts, selected))
-        plan = part_tasks.plan_shards([(m["rows"], m["nbytes"]) for m in measured], max_rows, max_bytes)
-        paths = [out_dir / name(k) for k in range(len(plan))]
-        if plan:
-            self._run(len(plan), part_tasks.ShardTask(plan, parts, selected, [str(p) for p in paths], row_group_rows))
-        return paths

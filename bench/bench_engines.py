@@ -1,11 +1,13 @@
-"""polars engine vs Spark engine (local[N]) on the same tweets: the whole pipeline without semantic dedupe.
+"""polars engine vs Spark engine (local[N]) vs Beam engine (local runner) on the same tweets: the whole pipeline
+without semantic dedupe.
 
-    .venv/bin/python bench/bench_spark.py [--sizes 1000000 4000000] [--files 8] [--master local[2]]
-                                          [--dir /tmp/tweetmill-bench-spark] [--json results.json]
+    .venv/bin/python bench/bench_engines.py [--sizes 1000000 4000000] [--files 8] [--engines polars spark beam]
+                                            [--master local[2]] [--beam-mode multi_processing]
+                                            [--dir /tmp/tweetmill-bench-spark] [--json results.json]
 
 The corpus is bench/corpus.py's v2 JSONL (10% exact duplicates, 10% near duplicates, 5% retweets, eight
 languages), split into --files files at line boundaries so the Spark engine's one-task-per-file ingest can use
-its cores; both engines read the same files. Each run is its own process; its time is wall-clock from process
+its cores; every engine reads the same files. Each run is its own process; its time is wall-clock from process
 start (imports, and for Spark the JVM start, included) to the published Delta version, and its memory is the peak
 of the summed resident sets of its whole process tree (driver, JVM, Python workers), sampled every 0.2 s. Each
 engine step (ingest, every stage, shards) is timed too.
@@ -117,6 +119,18 @@ def corpus(folder: Path, n: int, files: int) -> list[Path]:
     return sorted(folder.glob(f"v2-{n}-*.jsonl"))
 
 
+def same_shards(a: Path, b: Path) -> bool:
+    """Whether two tables (each published once, by this script) hold the same rows in the same order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def rows(table: Path) -> pa.Table:
+        return pa.concat_tables([pq.read_table(p).replace_schema_metadata(None)
+                                 for p in sorted((table / "data").rglob("*.parquet"))])
+
+    return rows(a).equals(rows(b))
+
+
 def available_stages() -> list[str]:
     """The catalogue's stages that run here (modules import, model files exist), in pipeline order."""
     names = []
@@ -133,7 +147,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--engines", nargs="+", choices=("polars", "spark", "beam"), default=["polars", "spark"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--beam-mode", default="multi_processing",
+                        choices=("multi_processing", "multi_threading", "in_memory"))
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tweetmill-bench-spark"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -142,7 +159,9 @@ def main() -> None:
     results = []
     for n in args.sizes:
         inputs = corpus(args.dir / "corpus", n, args.files)
-        for engine, options in (("polars", {}), ("spark", {"master": args.master})):
+        options_of = {"polars": {}, "spark": {"master": args.master}, "beam": {"running_mode": args.beam_mode}}
+        for engine in args.engines:
+            options = options_of[engine]
             r = measure(inputs, args.dir / f"table-{engine}-{n}", engine, options, stages) | {"size": n}
             results.append(r)
             print(json.dumps(r), flush=True)
@@ -155,9 +174,11 @@ def main() -> None:
     for r in results:
         print(f"  {r['size']:,} {r['engine']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()))
     for n in args.sizes:
-        pair = {r["engine"]: r for r in results if r["size"] == n}
-        print(f"{n:,} tweets: spark/polars time ratio {pair['spark']['seconds'] / pair['polars']['seconds']:.2f}, "
-              f"same output rows: {pair['spark']['rows_out'] == pair['polars']['rows_out']}")
+        runs = {r["engine"]: r for r in results if r["size"] == n}
+        for engine in [e for e in runs if e != "polars" and "polars" in runs]:
+            same = same_shards(args.dir / f"table-polars-{n}", args.dir / f"table-{engine}-{n}")
+            print(f"{n:,} tweets: {engine}/polars time ratio {runs[engine]['seconds'] / runs['polars']['seconds']:.2f}, "
+                  f"same published rows: {same}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -1,0 +1,300 @@
+"""Every distributed engine (Spark, Beam) gives what the polars engine gives: the same rows, counts and logs, stage
+by stage and end to end; Spark on a real standalone cluster too, Beam in worker processes too.
+
+Input: a small demo corpus (transforms/demo.py: seven files in six formats, with rejects, retweets, exact and near
+duplicates, PII). Comparisons report column names and counts only, never values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import tweets, write_parts
+from transforms import demo, pipeline, publish
+from transforms.config import load_config
+from transforms.engines import make_engine, spark_session
+from transforms.engines.polars import PolarsEngine
+from transforms.engines.staging import read_part
+from transforms.readers import ReaderOptions
+from transforms.stages import CATALOGUE, stage_class
+from transforms.stages.normalize import Normalize
+from transforms.steps import MARKER
+
+REPO = Path(__file__).resolve().parents[1]
+PART_ROWS = 700  # several parts per step, so part order and per-part work are exercised
+SPARK_LOCAL = {"master": "local[2]", "shuffle_partitions": 4}
+# Beam in the caller's process (fast), with three shuffle partitions: several rank ranges and key partitions.
+BEAM_LOCAL = {"running_mode": "in_memory", "partitions": 3}
+PII_KEY = "engine-test-key-0123456789"
+
+
+def _available(name: str) -> bool:
+    """A stage runs here when its module imports and its model files exist (others are still being built)."""
+    try:
+        cls = stage_class(name)
+        return all(Path(m).is_file() for m in cls().resources.model_files)
+    except Exception:
+        return False
+
+
+STAGES = [name for name in CATALOGUE if _available(name)]
+
+
+def _differences(a: pa.Table, b: pa.Table) -> list[str]:
+    """What differs between two tables, as names and counts (the corpus holds real tweets: no values)."""
+    if a.num_rows != b.num_rows:
+        return [f"rows: {a.num_rows} != {b.num_rows}"]
+    if a.column_names != b.column_names:
+        return [f"columns: {a.column_names} != {b.column_names}"]
+    diffs = [f"type of {f.name}" for f, g in zip(a.schema, b.schema) if (f.type, f.nullable) != (g.type, g.nullable)]
+    return diffs + [name for name in a.column_names if not a.column(name).equals(b.column(name))]
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([(name, "ascending") for name in table.column_names])
+
+
+def _read_folder_or_file(path) -> pa.Table:
+    return pq.read_table(path).replace_schema_metadata(None)
+
+
+def _parts(paths) -> pa.Table:
+    return pa.concat_tables([read_part(p).replace_schema_metadata(None) for p in paths])
+
+
+def _shards(table: Path) -> pa.Table:
+    return pa.concat_tables(
+        [pq.read_table(p).replace_schema_metadata(None) for p in sorted((table / "data").rglob("*.parquet"))])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine-corpus")
+    manifest = demo.write_demo_corpus(root / "raw", n_tweets=2000)
+    return root / "raw", manifest
+
+
+@pytest.fixture(scope="module", params=["spark", "beam"])
+def engine(request):
+    """A distributed engine's name and local options (one local[2] SparkContext for the module's Spark tests)."""
+    if request.param == "spark":
+        yield "spark", SPARK_LOCAL
+        spark_session.stop()
+    else:
+        yield "beam", BEAM_LOCAL
+
+
+@pytest.fixture
+def pii_key(monkeypatch):
+    monkeypatch.setenv("TWEETMILL_PII_KEY", PII_KEY)
+
+
+def _config(engine: str, options: dict, manifest: dict, stages=STAGES):
+    return load_config(stages=list(stages), engine=engine, engine_options=options, part_rows=PART_ROWS,
+                       readers={"csv_columns": manifest["csv_columns"]})
+
+
+@pytest.fixture(scope="module")
+def polars_run(corpus, tmp_path_factory):
+    raw, manifest = corpus
+    table = tmp_path_factory.mktemp("polars") / "table"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TWEETMILL_PII_KEY", PII_KEY)
+    try:
+        report = pipeline.run([str(raw)], table, _config("polars", {}, manifest))
+    finally:
+        mp.undo()
+    return table, report
+
+
+def _steps(table: Path) -> dict[str, dict]:
+    """Each kept step of a run's cache: its marker (parts, counts, logs), by step key."""
+    cache = publish.sidecar(table, "cache")
+    return {d.name: json.loads((d / MARKER).read_text()) for d in cache.iterdir() if (d / MARKER).exists()}
+
+
+def _unpublished_steps(raw: Path, table: Path, config) -> dict[str, dict]:
+    """The steps of a run that stops before its publish."""
+    c = pipeline.Curation([str(raw)], table, config)
+    c.ingest()
+    for i in range(len(c.stages)):
+        c.run_stage(i)
+    return _steps(table)
+
+
+def _assert_same_run(reference: tuple[Path, dict], table: Path, report: dict, engine: str) -> None:
+    ref_table, ref = reference
+    assert report["engine"] == engine and ref["engine"] == "polars"
+    for key in ("input_records", "rejected", "output_records", "stages", "shards"):
+        assert report[key] == ref[key], key
+    assert _differences(_shards(ref_table), _shards(table)) == []
+    for log in ("rejects", "drops"):  # Delta appends do not keep row order: compare the logs sorted
+        ours, theirs = publish.read_log(table, log, report["run_id"]), publish.read_log(ref_table, log, ref["run_id"])
+        assert ours.num_rows > 0
+        assert _differences(_sorted(theirs.drop_columns(["run_id"])), _sorted(ours.drop_columns(["run_id"]))) == [], log
+
+
+@pytest.mark.slow
+def test_an_input_without_records_gives_an_empty_version_as_on_polars(engine, pii_key, tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    reports = {}
+    for name, options in (("polars", {}), engine):
+        config = load_config(stages=STAGES, engine=name, engine_options=options, part_rows=PART_ROWS)
+        reports[name] = pipeline.run([str(tmp_path / "empty.jsonl")], tmp_path / name, config)
+        assert pl.read_delta(str(tmp_path / name)).height == 0
+    for key in ("input_records", "rejected", "output_records", "stages"):
+        assert reports[engine[0]][key] == reports["polars"][key], key
+
+
+@pytest.mark.slow
+def test_pipeline_run_equals_polars_stage_by_stage(corpus, polars_run, engine, pii_key, tmp_path):
+    """Every stage available here, end to end through transforms.pipeline.run."""
+    raw, manifest = corpus
+    table = tmp_path / "table"
+    # Each step's working output, compared step by step: taken before the publish, which deletes the steps of a run
+    # that scrubs PII (the run below reuses them).
+    ours, theirs = (_unpublished_steps(raw, tmp_path / folder, _config(name, options, manifest))
+                    for folder, (name, options) in (("steps", engine), ("ref", ("polars", {}))))
+    report = pipeline.run([str(raw)], table, _config(*engine, manifest))
+    _assert_same_run(polars_run, table, report, engine[0])
+    assert [s["name"] for s in report["stages"]] == STAGES
+    assert sum(s["dropped"] for s in report["stages"]) > 0 and report["rejected"] > 0  # the corpus exercises both
+    assert sorted(ours) == sorted(theirs) and len(ours) == len(STAGES) + 1
+    for key, mine in ours.items():
+        ref = theirs[key]
+        name = ref.get("kind")
+        assert _differences(_parts(ref["parts"]), _parts(mine["parts"])) == [], (name, key)
+        for counted in ("records", "rejected", "rows_in", "rows_out", "drop_reasons"):
+            assert mine.get(counted) == ref.get(counted), (name, counted)
+        for log in ("drops", "rejects"):
+            if ref.get(log):
+                assert _differences(_read_folder_or_file(ref[log]), _read_folder_or_file(mine[log])) == [], log
+
+
+@pytest.mark.slow
+def test_annotate_equals_polars(corpus, engine, pii_key, tmp_path):
+    raw, manifest = corpus
+    outputs = {}
+    for name, options in (("polars", {}), engine):
+        outputs[name] = tmp_path / f"{name}.parquet"
+        outputs[name + "_summary"] = pipeline.annotate([str(raw)], outputs[name], _config(name, options, manifest))
+    rejects = [pq.read_table(outputs[name + "_summary"].pop("rejects")) for name in ("polars", engine[0])]
+    assert outputs[engine[0] + "_summary"] == outputs["polars_summary"]
+    assert rejects[0].num_rows > 0 and _differences(_sorted(rejects[0]), _sorted(rejects[1])) == []
+    ref, ours = pq.read_table(outputs["polars"]), pq.read_table(outputs[engine[0]])
+    assert _differences(ref, ours) == []
+    assert ours.column("drop_reason").null_count < ours.num_rows  # something was tagged, nothing dropped
+
+
+@pytest.mark.slow
+def test_worker_errors_reach_the_caller_as_themselves(corpus, engine, tmp_path):
+    """A stage failing inside a worker raises its own exception type on the driver (the CLI relies on it)."""
+    if "pii" not in STAGES:
+        pytest.skip("the pii stage is not available here")
+    raw, manifest = corpus
+    # Beam in worker processes, where the runner reports a worker's exception as text
+    options = {**engine[1], "running_mode": "multi_processing", "workers": 2} if engine[0] == "beam" else engine[1]
+    engine = make_engine(engine[0], part_rows=PART_ROWS, **options)
+    ingested = engine.ingest([str(raw / "v2_pages.jsonl")], ReaderOptions(), tmp_path / "ingest", False)
+    pii = stage_class("pii")
+    stage = pii(pii.Config(pseudonym_key_env="TWEETMILL_TEST_KEY_NOBODY_SET"))
+    missing = importlib.import_module(stage_class("pii").__module__).MissingKey
+    with pytest.raises(missing, match="TWEETMILL_TEST_KEY_NOBODY_SET"):
+        engine.run_stage(stage, ingested.parts, tmp_path / "pii", False)
+
+
+@pytest.mark.slow
+def test_append_dedupes_against_published_rows_like_polars(corpus, engine, tmp_path):
+    """An append run is deduped against the rows the table already holds (history), the same way on both engines."""
+    raw, manifest = corpus
+    first, second = [str(raw / "v2_pages.jsonl"), str(raw / "v1_timeline.json")], [str(raw / "v2_flat.jsonl.zst")]
+    stages = [s for s in ("normalize", "dedupe_exact", "dedupe_minhash") if s in STAGES]
+    tables = {}
+    for name, options in (("polars", {}), engine):
+        config = _config(name, options, manifest, stages)
+        tables[name] = tmp_path / name
+        pipeline.run(first, tables[name], config)
+        tables[name + "_report"] = pipeline.run(first + second, tables[name], config)
+    ref, ours = tables["polars_report"], tables[engine[0] + "_report"]
+    for key in ("input_records", "output_records", "stages"):
+        assert ours[key] == ref[key], key
+    assert ours["output_records"] < ours["input_records"] - ours["rejected"] - ref["stages"][0]["dropped"]
+    assert _differences(_shards(tables["polars"]), _shards(tables[engine[0]])) == []
+    drops = [_sorted(publish.read_log(tables[e], "drops", tables[e + "_report"]["run_id"]).drop_columns(["run_id"]))
+             for e in ("polars", engine[0])]
+    assert _differences(*drops) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dedupe_exact", "dedupe_minhash"])
+def test_dedupe_tie_breaks_match_polars(engine, tmp_path, name):
+    """Duplicates that tie on created_at (or lack it) and on id, spread over parts: the same row is kept."""
+    if name not in STAGES:
+        pytest.skip(f"the {name} stage is not available here")
+    rng = np.random.default_rng(5)
+    texts = ["the same words again and again in one tweet", "another tweet that is written twice or more",
+             "a third sentence shared by several rows here", "only one row says this and nobody else at all"]
+    rows = [{"id": str(int(rng.integers(1, 9)) * 1000 + int(rng.integers(0, 3))), "text": texts[int(rng.integers(0, 4))],
+             "created_at": [None, 100, 200][int(rng.integers(0, 3))], "source_line": i + 1} for i in range(90)]
+    normalized = PolarsEngine(part_rows=30).run_stage(
+        Normalize(), write_parts(tweets(rows), tmp_path / "in", 30), tmp_path / "normalized", False).parts
+    results = {}
+    for runner in (PolarsEngine(part_rows=30), make_engine(engine[0], part_rows=30, **engine[1])):
+        result = runner.run_stage(stage_class(name)(), normalized, tmp_path / runner.name, False)
+        results[runner.name] = (_parts(result.parts), _read_folder_or_file(result.drops), result.drop_reasons)
+    (ref_rows, ref_drops, ref_counts), (rows_, drops, counts) = results["polars"], results[engine[0]]
+    assert counts == ref_counts and sum(counts.values()) > 50
+    assert _differences(ref_rows, rows_) == [] and _differences(ref_drops, drops) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp_path):
+    """The same run submitted to a real standalone cluster (master + 1 worker on 127.0.0.1) started for the test."""
+    raw, manifest = corpus
+    env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
+           "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "2",
+           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable}
+    started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
+                             timeout=300)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        master = started.stdout.strip().splitlines()[-1]
+        assert master == f"spark://127.0.0.1:{env['SPARK_MASTER_PORT']}"
+        table = tmp_path / "table"
+        options = {"master": master, "shuffle_partitions": 4, "executor_memory": "1g"}
+        report = pipeline.run([str(raw)], table, _config("spark", options, manifest))
+        _assert_same_run(polars_run, table, report, "spark")
+        apps = list((tmp_path / "cluster" / "work-1").iterdir())
+        assert len(apps) == 1 and apps[0].name.startswith("app-")  # the work ran on the cluster's worker
+    finally:
+        spark_session.stop()
+        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+    assert not list((tmp_path / "cluster").glob("*.pid"))
+
+
+@pytest.mark.slow
+def test_beam_worker_processes_give_the_same_rows(corpus, polars_run, pii_key, tmp_path):
+    """The same run on Beam's local runner with its default workers, processes of their own, as a cluster's runner
+    has them: the stages travel pickled and set up once per worker."""
+    raw, manifest = corpus
+    table = tmp_path / "table"
+    report = pipeline.run([str(raw)], table, _config("beam", {"workers": 2, "partitions": 2}, manifest))
+    _assert_same_run(polars_run, table, report, "beam")
