@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import shlex
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -42,12 +44,14 @@ from transforms.stages.base import DedupeStage
 
 ROWS_PER_RANGE = 4_000_000  # rows per range of the rank sort: bounds a worker's memory there (~40 bytes a row)
 SAMPLES_PER_PART = 1_000  # rows each part offers as range splitters
+RANGE_BITS = 33  # a rank is range << 33 | place in the range (the Spark engine's monotonically_increasing_id layout)
+NODE_COLUMNS = ["ts", "idk", "tie", "row"]  # preference order; `row` (part << 32 | position) is the last tie break
+
 # Not a line per worker start and bundle in the run's log; a local runner's workers relay their warnings here too.
 logging.getLogger("apache_beam").setLevel(logging.WARNING)
 logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-
-RANGE_BITS = 33  # a rank is range << 33 | place in the range (the Spark engine's monotonically_increasing_id layout)
-NODE_COLUMNS = ["ts", "idk", "tie", "row"]  # preference order; `row` (part << 32 | position) is the last tie break
+# It warns of several workers "in memory": the engine runs them as processes of its own (BeamEngine._local_processes).
+logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").setLevel(logging.ERROR)
 
 
 # -- worker side ---------------------------------------------------------------------------------------------------
@@ -61,11 +65,11 @@ class _Guarded(beam.DoFn):
     def process(self, element):
         try:
             yield from self.fn(element) or ()
-        except Exception as error:  # noqa: BLE001 - every failure goes to the driver
+        except Exception as error:  # every failure goes to the driver
             try:
                 kept = pickle.dumps(error)
                 pickle.loads(kept)
-            except Exception:  # noqa: BLE001 - an exception that does not travel: its words do
+            except Exception:  # an exception that does not travel: its words do
                 kept = pickle.dumps(WorkerError(f"{type(error).__module__}.{type(error).__qualname__}: {error}"))
             part_tasks.replace_file(Path(self.errors) / f"{uuid.uuid4().hex}.pickle", lambda p: p.write_bytes(kept))
 
@@ -253,13 +257,33 @@ class BeamEngine(TaskEngine):
             where = ".".join(str(x) for x in first["loc"]) or "engine_options"
             raise ConfigError(f"invalid engine_options for beam: {where}: {first['msg']}") from None
 
+    def _local_processes(self, work: Path):
+        """The local runner with its workers in processes, started as it starts them, but with their stderr (Beam's
+        start-up log, hundreds of lines a run) in the step's work folder, which a failed step keeps; None for the
+        other runners and modes."""
+        if not (self.options.runner == "FnApiRunner" and self.options.running_mode == "multi_processing"):
+            return None
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+        log = shlex.quote(str(work / "beam-workers.log"))
+        command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main 2>>{log}"
+        return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
+
+    def _pipeline_options(self):
+        if self.options.runner == "FnApiRunner" and self.options.running_mode == "multi_processing":
+            # in_memory: the runner keeps the workers' environment it was given (it replaces it in other modes)
+            return self.options.model_copy(update={"running_mode": "in_memory"}).pipeline_options(
+                workers=self.options.parallelism)
+        return self.options.pipeline_options()
+
     def _pipeline(self, work: Path, build: Callable[[beam.Pipeline, Callable], None]) -> None:
         """Build and run one pipeline; `build` wraps its functions with the guard it is given. The first exception a
         worker kept is raised here as itself."""
         errors = work / "errors"
         shutil.rmtree(errors, ignore_errors=True)
         errors.mkdir(parents=True)
-        with beam.Pipeline(options=self.options.pipeline_options()) as p:
+        with beam.Pipeline(runner=self._local_processes(work), options=self._pipeline_options()) as p:
             build(p, lambda fn: beam.ParDo(_Guarded(fn, str(errors))))
         kept = sorted(errors.glob("*.pickle"))
         if kept:
