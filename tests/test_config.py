@@ -46,3 +46,12 @@ def test_the_full_pipeline_and_each_stage_after_normalize_are_valid():
     assert load_config(stages=full).stages == full
     for stage in full[1:]:
         assert load_config(stages=["normalize", stage]).stages == ["normalize", stage]
+
+
+@pytest.mark.parametrize("name, options, where", [("spark", {"mastr": "local[2]"}, "mastr"),
+                                                  ("beam", {"running_mode": "fast"}, "running_mode")])
+def test_an_engine_made_directly_refuses_bad_options_in_one_line(name, options, where):
+    from transforms.engines import make_engine
+
+    with pytest.raises(ConfigError, match=f"^invalid engine_options for {name}: {where}: "):
+        make_engine(name, part_rows=100, **options)

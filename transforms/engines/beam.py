@@ -34,7 +34,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
 from transforms.dedupe import pairs_upto, union_edges
 from transforms.engines import BeamOptions, part_tasks
@@ -171,6 +170,8 @@ class _SplitKeys:
 
 
 def _bucket_edges(pairs_upto: int):
+    """(partition, key tables) -> the edges of its buckets (part_tasks.bucket_stars), as tables."""
+
     def edges(element):
         _, tables = element
         batches = [b for t in tables for b in t.to_batches()]
@@ -247,15 +248,7 @@ class BeamEngine(TaskEngine):
     name = "beam"
 
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None, **options):
-        from transforms.config import ConfigError
-
-        super().__init__(part_rows, progress)
-        try:
-            self.options = BeamOptions(**options)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(x) for x in first["loc"]) or "engine_options"
-            raise ConfigError(f"invalid engine_options for beam: {where}: {first['msg']}") from None
+        super().__init__(part_rows, progress, BeamOptions, options)
 
     def _local_processes(self, work: Path):
         """The local runner with its workers in processes, started as it starts them, but with their stderr (Beam's

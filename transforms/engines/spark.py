@@ -1,8 +1,8 @@
 """The Spark engine: the same stage definitions as the polars engine, run as Spark jobs, with the same results.
 
 Translation only. Every step is a job of one task per input file or working part (part_tasks.py: the Python side,
-run through mapInArrow; task_engine.py: the driver side it shares with the Beam engine), so parts keep input order and each row's (part, position) is its place in that order,
-exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
+run through mapInArrow; task_engine.py: the driver side it shares with the Beam engine), so parts keep input order
+and each row's (part, position) is its place in that order, exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
 stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, tie break, place), the band keys
 are shuffled by bucket into star edges, candidate pairs are verified, connected components come from
 large-star/small-star joins (spark_graph.py), and each row's verdict is joined back part by part. Published shards
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
-from pydantic import ValidationError
 
 from transforms.engines import part_tasks, spark_graph
 from transforms.engines.common import Progress
@@ -70,15 +69,7 @@ class SparkEngine(TaskEngine):
     name = "spark"
 
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None, **options):
-        from transforms.config import ConfigError
-
-        super().__init__(part_rows, progress)
-        try:
-            self.options = SparkOptions(**options)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(x) for x in first["loc"]) or "engine_options"
-            raise ConfigError(f"invalid engine_options for spark: {where}: {first['msg']}") from None
+        super().__init__(part_rows, progress, SparkOptions, options)
 
     @property
     def spark(self):

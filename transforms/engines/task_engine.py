@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ValidationError
 
 from transforms.engines import part_tasks
 from transforms.engines.common import ORIGINAL_TEXT, IngestResult, Progress, StepResult
@@ -28,9 +29,17 @@ class WorkerError(RuntimeError):
 class TaskEngine(ABC):
     name: str
 
-    def __init__(self, part_rows: int, progress: Progress | None):
+    def __init__(self, part_rows: int, progress: Progress | None, options_model: type[BaseModel], options: dict):
+        from transforms.config import ConfigError
+
         self.part_rows = part_rows
         self.progress = progress or (lambda n: None)
+        try:
+            self.options = options_model(**options)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "engine_options"
+            raise ConfigError(f"invalid engine_options for {self.name}: {where}: {first['msg']}") from None
 
     @abstractmethod
     def _run(self, n: int, task: Callable, work: Path) -> list[dict]:
