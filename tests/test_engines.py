@@ -298,3 +298,28 @@ def test_beam_worker_processes_give_the_same_rows(corpus, polars_run, pii_key, t
     table = tmp_path / "table"
     report = pipeline.run([str(raw)], table, _config("beam", {"workers": 2, "partitions": 2}, manifest))
     _assert_same_run(polars_run, table, report, "beam")
+
+
+@pytest.mark.slow
+def test_beam_portable_job_server_gives_the_same_rows(corpus, polars_run, pii_key, tmp_path):
+    """The same run submitted through Beam's portable runner API, as to Flink: a job service and a worker pool on
+    127.0.0.1, started for the test by infra/beam/start-job-server.sh (the pool's workers take the PII key from
+    their own environment)."""
+    raw, manifest = corpus
+    env = {**os.environ, "BEAM_STATE_DIR": str(tmp_path / "beam"), "BEAM_JOB_PORT": str(_free_port()),
+           "BEAM_WORKER_POOL_PORT": str(_free_port()), "PYTHON": sys.executable}
+    started = subprocess.run([str(REPO / "infra/beam/start-job-server.sh")], env=env, capture_output=True, text=True,
+                             timeout=180)
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        pipeline_args = started.stdout.split()
+        assert pipeline_args[0] == f"--job_endpoint=127.0.0.1:{env['BEAM_JOB_PORT']}"
+        table = tmp_path / "table"
+        options = {"runner": "PortableRunner", "pipeline_args": pipeline_args}
+        report = pipeline.run([str(raw)], table, _config("beam", options, manifest))
+        _assert_same_run(polars_run, table, report, "beam")
+        assert "Starting worker" in (tmp_path / "beam" / "worker-pool.log").read_text()  # the pool ran the work
+    finally:
+        subprocess.run([str(REPO / "infra/beam/stop-job-server.sh")], env=env, capture_output=True, timeout=120)
+    assert not list((tmp_path / "beam").glob("*.pid"))
+
