@@ -18,6 +18,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+source "$here/../daemons.sh"
 PYTHON="${PYTHON:-$repo/.venv/bin/python}"
 state="${BEAM_STATE_DIR:-/tmp/tweetmill-beam}"
 job_port="${BEAM_JOB_PORT:-8099}"
@@ -25,13 +26,7 @@ pool_port="${BEAM_WORKER_POOL_PORT:-50000}"
 timeout="${BEAM_START_TIMEOUT:-60}"
 
 mkdir -p "$state/staging"
-for pidfile in "$state"/*.pid; do
-  if [[ -e "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "a job server is already running from $state ($(basename "$pidfile") alive); stop it first" >&2
-    exit 1
-  fi
-  rm -f "$pidfile"
-done
+refuse_if_running "$state" "a job server"
 
 nohup "$PYTHON" -m apache_beam.runners.portability.local_job_service_main --port "$job_port" \
   --staging_dir "$state/staging" >"$state/job-server.log" 2>&1 </dev/null &

@@ -5,25 +5,12 @@ set -uo pipefail
 
 state="${BEAM_STATE_DIR:-/tmp/tweetmill-beam}"
 
-stop_pid() {
-  local pidfile="$1" pid
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    pkill -TERM -P "$pid" 2>/dev/null  # the pool's worker processes
-    kill "$pid"
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -9 "$pid"
-    fi
-  fi
-  rm -f "$pidfile"
-}
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../daemons.sh"
 
-for name in worker-pool job-server; do
-  if [[ -e "$state/$name.pid" ]]; then
-    stop_pid "$state/$name.pid"
-  fi
-done
+if [[ -e "$state/worker-pool.pid" ]]; then
+  pkill -TERM -P "$(cat "$state/worker-pool.pid")" 2>/dev/null  # the pool's worker processes
+  stop_pid "$state/worker-pool.pid"
+fi
+if [[ -e "$state/job-server.pid" ]]; then
+  stop_pid "$state/job-server.pid"
+fi

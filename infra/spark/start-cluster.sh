@@ -18,6 +18,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+source "$here/../daemons.sh"
 PYTHON="${PYTHON:-$repo/.venv/bin/python}"
 state="${SPARK_STATE_DIR:-/tmp/tweetmill-spark}"
 port="${SPARK_MASTER_PORT:-7077}"
@@ -47,13 +48,7 @@ SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__
 export SPARK_HOME SPARK_CONF_DIR="$here" SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$PYTHON"
 
 mkdir -p "$state"
-for pidfile in "$state"/*.pid; do
-  if [[ -e "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "a cluster is already running from $state ($(basename "$pidfile") alive); stop it first" >&2
-    exit 1
-  fi
-  rm -f "$pidfile"
-done
+refuse_if_running "$state" "a cluster"
 
 master="spark://127.0.0.1:$port"
 # spark-class execs the JVM, so $! is the daemon's own PID.

@@ -5,21 +5,7 @@ set -uo pipefail
 
 state="${SPARK_STATE_DIR:-/tmp/tweetmill-spark}"
 
-stop_pid() {
-  local pidfile="$1" pid
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -9 "$pid"
-    fi
-  fi
-  rm -f "$pidfile"
-}
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../daemons.sh"
 
 shopt -s nullglob
 for pidfile in "$state"/worker-*.pid; do

@@ -38,16 +38,6 @@ class BeamOptions(BaseModel):
     def parallelism(self) -> int:
         return self.workers or os.cpu_count() or 1
 
-    def pipeline_options(self, workers: int | None = None):
-        from apache_beam.options.pipeline_options import PipelineOptions
-
-        args = [f"--runner={self.runner}"]
-        if self.runner in ("FnApiRunner", "DirectRunner"):  # the local runners
-            workers = workers or (1 if self.running_mode == "in_memory" else self.parallelism)
-            args += [f"--direct_num_workers={workers}", f"--direct_running_mode={self.running_mode}",
-                     "--default_sdk_harness_log_level=ERROR"]
-        return PipelineOptions([*args, *self.pipeline_args])
-
 
 def make_engine(name: str, *, part_rows: int, progress: Callable[[int], None] | None = None, **options):
     if name == "polars":

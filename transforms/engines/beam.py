@@ -43,13 +43,12 @@ from transforms.stages.base import DedupeStage
 
 ROWS_PER_RANGE = 4_000_000  # rows per range of the rank sort: bounds a worker's memory there (~40 bytes a row)
 SAMPLES_PER_PART = 1_000  # rows each part offers as range splitters
-RANGE_BITS = 33  # a rank is range << 33 | place in the range (the Spark engine's monotonically_increasing_id layout)
 NODE_COLUMNS = ["ts", "idk", "tie", "row"]  # preference order; `row` (part << 32 | position) is the last tie break
 
 # Not a line per worker start and bundle in the run's log; a local runner's workers relay their warnings here too.
 logging.getLogger("apache_beam").setLevel(logging.WARNING)
 logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-# It warns of several workers "in memory": the engine runs them as processes of its own (BeamEngine._local_processes).
+# It warns of several workers "in memory": the engine runs them as processes of its own (BeamEngine._runner).
 logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").setLevel(logging.ERROR)
 
 
@@ -142,10 +141,11 @@ class _RankRange:
         r, tables = element
         table = pa.concat_tables(list(tables))
         table = table.take(_lexsort(table))
-        if table.num_rows >= 1 << RANGE_BITS:
+        if table.num_rows >= 1 << part_tasks.RANGE_BITS:
             raise ValueError(f"a rank range holds {table.num_rows} rows; raise the engine's partitions")
         rows = table.column("row").to_numpy()
-        rank = (((np.int64(r) << RANGE_BITS) | np.arange(len(rows), dtype=np.int64)) + self.published) << self.bits
+        rank = (((np.int64(r) << part_tasks.RANGE_BITS) | np.arange(len(rows), dtype=np.int64)) + self.published)
+        rank <<= self.bits
         part = rows >> part_tasks.POSITION_BITS
         rank |= part
         for p in np.unique(part):
@@ -250,25 +250,27 @@ class BeamEngine(TaskEngine):
     def __init__(self, part_rows: int = 262_144, progress: Progress | None = None, **options):
         super().__init__(part_rows, progress, BeamOptions, options)
 
-    def _local_processes(self, work: Path):
-        """The local runner with its workers in processes, started as it starts them, but with their stderr (Beam's
-        start-up log, hundreds of lines a run) in the step's work folder, which a failed step keeps; None for the
-        other runners and modes."""
-        if not (self.options.runner == "FnApiRunner" and self.options.running_mode == "multi_processing"):
-            return None
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        from apache_beam.transforms.environments import SubprocessSDKEnvironment
+    def _runner(self, work: Path):
+        """The runner and its options. The local runner's worker processes are started as it starts them, but with
+        their stderr (Beam's start-up log, hundreds of lines a run) in the step's work folder, which a failed step
+        keeps: handed that environment, the runner must be told `in_memory`, the one mode in which it keeps it."""
+        from apache_beam.options.pipeline_options import PipelineOptions
 
-        log = shlex.quote(str(work / "beam-workers.log"))
-        command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main 2>>{log}"
-        return FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
+        options = self.options
+        args, runner, mode = [f"--runner={options.runner}"], None, options.running_mode
+        if options.runner in ("FnApiRunner", "DirectRunner"):  # the local runners
+            workers = 1 if mode == "in_memory" else options.parallelism
+            if options.runner == "FnApiRunner" and mode == "multi_processing":
+                from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+                from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
-    def _pipeline_options(self):
-        if self.options.runner == "FnApiRunner" and self.options.running_mode == "multi_processing":
-            # in_memory: the runner keeps the workers' environment it was given (it replaces it in other modes)
-            return self.options.model_copy(update={"running_mode": "in_memory"}).pipeline_options(
-                workers=self.options.parallelism)
-        return self.options.pipeline_options()
+                log = shlex.quote(str(work / "beam-workers.log"))
+                command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main 2>>{log}"
+                runner = FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
+                mode = "in_memory"
+            args += [f"--direct_num_workers={workers}", f"--direct_running_mode={mode}",
+                     "--default_sdk_harness_log_level=ERROR"]
+        return runner, PipelineOptions([*args, *options.pipeline_args])
 
     def _pipeline(self, work: Path, build: Callable[[beam.Pipeline, Callable], None]) -> None:
         """Build and run one pipeline; `build` wraps its functions with the guard it is given. The first exception a
@@ -276,7 +278,8 @@ class BeamEngine(TaskEngine):
         errors = work / "errors"
         shutil.rmtree(errors, ignore_errors=True)
         errors.mkdir(parents=True)
-        with beam.Pipeline(runner=self._local_processes(work), options=self._pipeline_options()) as p:
+        runner, options = self._runner(work)
+        with beam.Pipeline(runner=runner, options=options) as p:
             build(p, lambda fn: beam.ParDo(_Guarded(fn, str(errors))))
         kept = sorted(errors.glob("*.pickle"))
         if kept:
@@ -300,16 +303,13 @@ class BeamEngine(TaskEngine):
         """Ranks (a range-partitioned sort), band keys, and then the buckets' edges, verified where the stage says so,
         grouped in one worker. Published rows rank first, in their stored order, with all-ones part bits."""
         h = history.num_rows if history is not None else 0
-        bits = (len(parts) + 1).bit_length()  # part indexes, plus one value for published rows
-        mask = (1 << bits) - 1
         ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")), work)
         rows = sum(s["rows"] for s in ordered)
         if not rows:
             return work / "verdict"
         ranges = self.options.partitions or max(self.options.parallelism, -(-rows // ROWS_PER_RANGE))
-        if max(RANGE_BITS + ranges.bit_length(), h.bit_length()) + 1 + bits > 63:
-            raise ValueError(f"{len(parts)} parts and {ranges} partitions are too many to rank in 64 bits; "
-                             "raise part_rows or lower partitions")
+        bits = part_tasks.part_bits(len(parts), h, ranges, "partitions")
+        mask = (1 << bits) - 1
         width = part_tasks.name_width(len(parts))
         nodes = [str(work / "nodes" / f"part-{i:0{width}d}.parquet") for i in range(len(parts))]
         counted = [i for i, s in enumerate(ordered) if s["rows"]]
@@ -329,8 +329,8 @@ class BeamEngine(TaskEngine):
         if h:
             sketched.append(part_tasks.sketch_history(stage, history, work, bits))
         keys = [str(f) for f in sorted((work / "keys").glob("*.parquet"))]
-        partitions = self.options.partitions or max(
-            self.options.parallelism, -(-sum(s["keys"] for s in sketched) // part_tasks.KEYS_PER_PARTITION))
+        partitions = self.options.partitions or part_tasks.key_partitions(sum(s["keys"] for s in sketched),
+                                                                          self.options.parallelism)
         described = [s["payload"] for s in sketched if "payload" in s]
 
         def group(p, guarded):

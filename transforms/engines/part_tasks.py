@@ -44,6 +44,7 @@ from transforms.stages.base import Stage
 
 KEYS_PER_PARTITION = 4_000_000  # band keys per shuffle partition: bounds a worker's memory in the star step
 POSITION_BITS = 32  # a row's place: part index << 32 | position in the part
+RANGE_BITS = 33  # a new row's sort number: sorted range << 33 | place in the range (Spark's monotonically_increasing_id)
 SIGN = np.uint64(1 << 63)
 
 STATUS_SCHEMA = pa.schema([pa.field("task", pa.int64()), pa.field("status", pa.string())])
@@ -60,6 +61,22 @@ def worker_stage(stage: Stage) -> Stage:
         stage.ensure_setup()
         _STAGES[key] = stage
     return _STAGES[key]
+
+
+def part_bits(parts: int, published: int, ranges: int, option: str) -> int:
+    """The low bits of a rank that name its part (part indexes, plus all ones for published rows). A rank is
+    (sort number + published) << bits | part; ValueError where `ranges` sorted ranges would not fit in 63 bits
+    (`option`: the engine setting that sets them)."""
+    bits = (parts + 1).bit_length()
+    if max(RANGE_BITS + ranges.bit_length(), published.bit_length()) + 1 + bits > 63:
+        raise ValueError(f"{parts} parts and {ranges} {option} are too many to rank in 64 bits; raise part_rows "
+                         f"or lower {option}")
+    return bits
+
+
+def key_partitions(keys: int, at_least: int) -> int:
+    """Shuffle partitions for `keys` band keys: at most KEYS_PER_PARTITION each."""
+    return max(at_least, -(-keys // KEYS_PER_PARTITION))
 
 
 def task_indexes(batches: Iterator[pa.RecordBatch]) -> Iterator[int]:

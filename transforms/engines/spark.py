@@ -26,7 +26,6 @@ import pyarrow as pa
 
 from transforms.engines import part_tasks, spark_graph
 from transforms.engines.common import Progress
-from transforms.engines.part_tasks import KEYS_PER_PARTITION
 from transforms.engines.spark_session import SparkOptions, session
 from transforms.engines.task_engine import TaskEngine, WorkerError
 from transforms.stages.base import DedupeStage
@@ -96,11 +95,7 @@ class SparkEngine(TaskEngine):
         spark = self.spark
         h = history.num_rows if history is not None else 0
         shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-        bits = (len(parts) + 1).bit_length()  # part indexes, plus one value for published rows
-        sort_bits = 33 + shuffle_partitions.bit_length()  # monotonically_increasing_id: partition << 33 | row
-        if max(sort_bits, h.bit_length()) + 1 + bits > 63:
-            raise ValueError(f"{len(parts)} parts and {shuffle_partitions} shuffle partitions are too many to rank "
-                             "in 64 bits; raise part_rows or lower shuffle_partitions")
+        bits = part_tasks.part_bits(len(parts), h, shuffle_partitions, "shuffle_partitions")
         ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")))
         if not any(s["rows"] for s in ordered):  # no new rows, no groups (and Spark reads no schema from nothing)
             return work / "verdict"
@@ -118,7 +113,7 @@ class SparkEngine(TaskEngine):
             sketched.append(part_tasks.sketch_history(stage, history, work, bits))
             ids = ids.unionByName(spark.read.parquet(str(work / "published")))
         keys = spark.read.parquet(str(work / "keys"))
-        partitions = max(shuffle_partitions, -(-sum(s["keys"] for s in sketched) // KEYS_PER_PARTITION))
+        partitions = part_tasks.key_partitions(sum(s["keys"] for s in sketched), shuffle_partitions)
         verify = None
         described = [s["payload"] for s in sketched if "payload" in s]
         if described:
