@@ -10,8 +10,9 @@ table (a hash or range partition), so workers work on arrays, never row by row:
   ranks, so the same sketch and verdict tasks read them;
 - buckets: band keys are hash-partitioned by (band, key) and turned into star (and small-bucket pair) edges by
   transforms.dedupe's builder; where a stage verifies pairs, each edge meets its two payloads where they are stored;
-- components: the edges meet in one worker, where transforms.dedupe's vectorized union-find groups them. That is
-  this engine's limit of scale (~16 bytes per distinct edge in one worker); the Spark engine distributes it too.
+- components: components.py's large-star and small-star kernels, each over a hash partition of nodes, one pipeline
+  per round until the edges are disjoint stars (none for exact dedupe); then each component's verdict is made where
+  its representative's part is, and written by part.
 
 Runners: the local FnApiRunner by default (no downloads; Beam's default DirectRunner first fetches a Prism binary),
 in worker processes, threads or the caller's process; any other runner (Flink, Dataflow) through `pipeline_args`,
@@ -35,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.dedupe import pairs_upto, union_edges
-from transforms.engines import BeamOptions, part_tasks
+from transforms.dedupe import pairs_upto
+from transforms.engines import BeamOptions, components, part_tasks
 from transforms.engines.common import Progress
 from transforms.engines.task_engine import TaskEngine, WorkerError
 from transforms.stages.base import DedupeStage
@@ -203,44 +204,132 @@ def _edge_task(task: Callable, distinct: bool):
     return run
 
 
-class _Components:
-    """Every edge, in one worker -> each grouped row's verdict (node, rep_idk, size) under verdict/part=<p>.
+class _ToStars:
+    """Edges (either column order) -> (partition, ("edges", those of its nodes b)) and (partition, ("centres", the
+    nodes a that are its nodes)): components.distinct_stars' input."""
 
-    Nodes are ranks, so numbering the distinct ones in order keeps preference order: union-find's roots (component
-    minima) are the rows each group keeps, as in transforms.dedupe.find_representatives."""
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+
+    def __call__(self, table: pa.Table):
+        a, b = components.canonical(table.column(0).to_numpy(), table.column(1).to_numpy())
+        by_b, by_a = components.spread(b, self.partitions), components.spread(a, self.partitions)
+        for p in np.unique(by_b):
+            chosen = by_b == p
+            yield int(p), ("edges", pa.table({"a": a[chosen], "b": b[chosen]}))
+        for p in np.unique(by_a):
+            yield int(p), ("centres", pa.array(np.unique(a[by_a == p])))
+
+
+class _Stars:
+    """(partition, its edges and centres) -> the edges made distinct, in <folder>/part-<p>.parquet and on down the
+    pipeline, and whether its nodes are star leaves, in <folder>/part-<p>.json."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def __call__(self, element) -> None:
+        p, items = element
+        items = list(items)
+        edges = pa.concat_tables([t for tag, t in items if tag == "edges"] or [_EMPTY_EDGES])
+        centres = [c.to_numpy() for tag, c in items if tag == "centres"]
+        a, b, star = components.distinct_stars(edges.column("a").to_numpy(), edges.column("b").to_numpy(),
+                                               np.concatenate(centres) if centres else np.zeros(0, np.int64))
+        table = pa.table({"a": a, "b": b})
+        part_tasks.write_table(self.folder / f"part-{p:05d}.parquet", table)
+        part_tasks.replace_file(self.folder / f"part-{p:05d}.json",
+                                lambda path: path.write_text(json.dumps({"star": star, "edges": len(a)})))
+        yield table
+
+
+_EMPTY_EDGES = pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64())})
+
+
+class _ByNode:
+    """Edges (a, b) -> (partition, (u, v)) by the node u each is seen from: both ends for the large-star step, the
+    larger end b for the small-star step."""
+
+    def __init__(self, partitions: int, both_ends: bool):
+        self.partitions, self.both_ends = partitions, both_ends
+
+    def __call__(self, table: pa.Table):
+        a, b = table.column("a").to_numpy(), table.column("b").to_numpy()
+        u, v = components.both_ways(a, b) if self.both_ends else (b, a)
+        target = components.spread(u, self.partitions)
+        for p in np.unique(target):
+            chosen = target == p
+            yield int(p), pa.table({"u": u[chosen], "v": v[chosen]})
+
+
+def _star_step(step: Callable):
+    """(partition, (u, v) tables) -> the components.py step's edges (a, b)."""
+
+    def run(element):
+        _, tables = element
+        table = pa.concat_tables(list(tables))
+        a, b = step(table.column("u").to_numpy(), table.column("v").to_numpy())
+        yield pa.table({"a": a, "b": b})
+    return run
+
+
+class _Verdicts:
+    """Converged star edges (a = component's smallest node, b = another node) of the components whose smallest node
+    is in one part -> (the part of each node, its verdict (node, rep_idk, size)); the representative's idk is read from
+    its part's ranks (published rows: the history)."""
 
     def __init__(self, work: str, mask: int):
         self.work, self.mask = Path(work), mask
 
-    def __call__(self, element) -> None:
-        _, tables = element
+    def __call__(self, element):
+        p, tables = element
         edges = pa.concat_tables(list(tables))
-        src, dst = edges.column("src").to_numpy(), edges.column("dst").to_numpy()
-        nodes, index = np.unique(np.concatenate([src, dst]), return_inverse=True)
-        parent = union_edges(np.arange(len(nodes), dtype=np.int64), index[: len(src)], index[len(src):])
-        size = np.bincount(parent, minlength=len(nodes))[parent]
-        rep = nodes[parent]
-        rep_idk = np.zeros(len(nodes), dtype=np.int64)
-        rep_part = rep & self.mask
-        for p in np.unique(rep_part):
-            chosen = rep_part == p
-            ids = (pq.read_table(self.work / "published" / "history.parquet") if p == self.mask else
-                   pq.read_table(self.work / "ranked" / f"part={int(p)}", columns=["rank", "idk"]))
-            known = ids.column("rank").to_numpy()
-            order = np.argsort(known)
-            at = order[np.searchsorted(known, rep[chosen], sorter=order)]
-            rep_idk[chosen] = ids.column("idk").to_numpy()[at]
-        node_part = nodes & self.mask
-        for p in np.unique(node_part):
-            if p == self.mask:  # published rows are grouped only to be matched; verdicts are for the new rows
+        a, b = edges.column("a").to_numpy(), edges.column("b").to_numpy()
+        centres, members = np.unique(a, return_counts=True)
+        ids = (pq.read_table(self.work / "published" / "history.parquet") if p == self.mask else
+               pq.read_table(self.work / "ranked" / f"part={p}", columns=["rank", "idk"]))
+        known = ids.column("rank").to_numpy()
+        order = np.argsort(known)
+        centre_idk = ids.column("idk").to_numpy()[order[np.searchsorted(known, centres, sorter=order)]]
+        at = np.searchsorted(centres, a)
+        node = np.concatenate([b, centres])
+        rep_idk = np.concatenate([centre_idk[at], centre_idk])
+        size = np.concatenate([members[at], members]) + 1
+        is_rep = np.r_[np.zeros(len(b), bool), np.ones(len(centres), bool)]
+        node_part = node & self.mask
+        for q in np.unique(node_part):
+            if q == self.mask:  # published rows are grouped only to be matched; verdicts are for the new rows
                 continue
-            chosen = node_part == p
-            verdict = pa.table({
-                "node": nodes[chosen],
-                "rep_idk": pa.array(rep_idk[chosen], mask=(rep == nodes)[chosen]),
-                "size": size[chosen].astype(np.int64),
-            })
-            part_tasks.write_table(self.work / "verdict" / f"part={int(p)}" / "verdict.parquet", verdict)
+            chosen = node_part == q
+            yield int(q), pa.table({"node": node[chosen], "rep_idk": pa.array(rep_idk[chosen], mask=is_rep[chosen]),
+                                    "size": size[chosen].astype(np.int64)})
+
+
+class _WriteVerdict:
+    """(part, its verdict tables) -> <folder>/part=<p>/verdict.parquet."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def __call__(self, element) -> None:
+        p, tables = element
+        part_tasks.write_table(self.folder / f"part={p}" / "verdict.parquet", pa.concat_tables(list(tables)))
+
+
+def _stars(edges, folder: Path, partitions: int, work: Path, mask: int, guarded) -> None:
+    """Edges -> distinct edges by node in `folder`, with each partition's star check (_ToStars, _Stars); and, should
+    they be stars, every grouped row's verdict in <folder>/verdict (made in the same pipeline, so the round that
+    converges needs no pipeline after it)."""
+    distinct = (edges | "to stars" >> guarded(_ToStars(partitions)) | "stars" >> beam.GroupByKey()
+                | "distinct" >> guarded(_Stars(str(folder))))
+    (distinct | "by rep part" >> guarded(_by_part("a", mask)) | "rep parts" >> beam.GroupByKey()
+     | "verdicts" >> guarded(_Verdicts(str(work), mask)) | "node parts" >> beam.GroupByKey()
+     | "write" >> guarded(_WriteVerdict(str(folder / "verdict"))))
+
+
+def _edge_files(p, folder: Path):
+    """A round's edge files, read as tables across the workers."""
+    return (p | "files" >> beam.Create([str(f) for f in sorted(folder.glob("*.parquet"))]) | beam.Reshuffle()
+            | "read" >> beam.Map(pq.read_table))
 
 
 # -- driver side ---------------------------------------------------------------------------------------------------
@@ -300,8 +389,8 @@ class BeamEngine(TaskEngine):
             shutil.rmtree(statuses, ignore_errors=True)
 
     def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
-        """Ranks (a range-partitioned sort), band keys, and then the buckets' edges, verified where the stage says so,
-        grouped in one worker. Published rows rank first, in their stored order, with all-ones part bits."""
+        """Ranks (a range-partitioned sort), band keys, the buckets' edges (verified where the stage says so), and
+        their components. Published rows rank first, in their stored order, with all-ones part bits."""
         h = history.num_rows if history is not None else 0
         ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")), work)
         rows = sum(s["rows"] for s in ordered)
@@ -346,8 +435,32 @@ class BeamEngine(TaskEngine):
                          | "attach" >> guarded(_edge_task(attach, True))
                          | "by dst" >> guarded(_by_part("dst", mask)) | "dst parts" >> beam.GroupByKey()
                          | "verify" >> guarded(_edge_task(check, False)))
-            (edges | "one worker" >> beam.Map(lambda t: (0, t)) | "all" >> beam.GroupByKey()
-             | "components" >> guarded(_Components(str(work), mask)))
+            _stars(edges, work / "cc-0", partitions, work, mask, guarded)
 
         self._pipeline(work, group)
+        self._components(work, partitions, mask)
         return work / "verdict"
+
+    def _components(self, work: Path, partitions: int, mask: int) -> None:
+        """Star rounds from work/cc-0 (the buckets' distinct edges) until the edges are disjoint stars, one pipeline a
+        round; the last round's verdicts become work/verdict."""
+
+        def star_round(previous: Path, folder: Path):
+            def build(p, guarded):
+                edges = (_edge_files(p, previous)
+                         | "by node" >> guarded(_ByNode(partitions, True)) | "nodes" >> beam.GroupByKey()
+                         | "large star" >> guarded(_star_step(components.large_star))
+                         | "by larger node" >> guarded(_ByNode(partitions, False)) | "larger nodes" >> beam.GroupByKey()
+                         | "small star" >> guarded(_star_step(components.small_star)))
+                _stars(edges, folder, partitions, work, mask, guarded)
+            return build
+
+        folder, rounds = work / "cc-0", 0
+        while not all(json.loads(f.read_text())["star"] for f in folder.glob("*.json")):
+            rounds += 1
+            if rounds > components.MAX_ROUNDS:
+                raise RuntimeError(f"connected components did not converge in {components.MAX_ROUNDS} rounds")
+            folder, previous = work / f"cc-{rounds}", folder
+            self._pipeline(work, star_round(previous, folder))
+        if (folder / "verdict").exists():
+            (folder / "verdict").rename(work / "verdict")

@@ -2,11 +2,12 @@
 
 Translation only. Every step is a job of one task per input file or working part (part_tasks.py: the Python side,
 run through mapInArrow; task_engine.py: the driver side it shares with the Beam engine), so parts keep input order
-and each row's (part, position) is its place in that order, exactly as in the polars engine; tasks write their parts with the shared part writer (staging.py) and return counts. Dedupe
-stages group rows with Spark shuffles: a sort ranks all rows by preference (created_at, id, tie break, place), the band keys
-are shuffled by bucket into star edges, candidate pairs are verified, connected components come from
-large-star/small-star joins (spark_graph.py), and each row's verdict is joined back part by part. Published shards
-are written by one task each, in order, with the polars engine's writer settings.
+and each row's (part, position) is its place in that order, exactly as in the polars engine; tasks write their parts
+with the shared part writer (staging.py) and return counts. Dedupe stages group rows with Spark shuffles: a sort
+ranks all rows by preference (created_at, id, tie break, place), the band keys are shuffled by bucket into star
+edges, candidate pairs are verified, connected components come from large-star/small-star steps (spark_graph.py),
+and each row's verdict is joined back part by part. Published shards are written by one task each, in order, with
+the polars engine's writer settings.
 
 Engine options (config `engine_options`): see spark_session.SparkOptions; usually just {"master": ...}.
 Working folders must be visible to the driver and every executor (local disk for local[N] and a standalone cluster
@@ -87,8 +88,8 @@ class SparkEngine(TaskEngine):
         """The grouping of a dedupe stage; writes each grouped row's verdict under work/verdict/part=<i>.
 
         Nodes are ranks: published rows (history) come first in their stored order, so they always win; the new
-        rows follow in preference order (created_at, id, tie break, place), numbered by a Spark sort. A rank's low bits hold
-        the row's part (all ones for published rows), so any rank can be routed to its part's files."""
+        rows follow in preference order (created_at, id, tie break, place), numbered by a Spark sort. A rank's low
+        bits hold the row's part (all ones for published rows), so any rank can be routed to its part's files."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 

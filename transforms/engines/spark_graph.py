@@ -7,9 +7,8 @@ them to it):
   to the bucket's smallest label with transforms.dedupe's own numpy star builder (measured 2.3x faster than a
   Spark window over the same 20M keys), every pair of a small bucket where edges are verified; a stage's verify()
   may then drop candidate edges;
-- connected components by alternating large-star and small-star steps (Kiveris et al., "Connected Components in
-  MapReduce and Beyond", 2014) until the edges are disjoint stars, each around its component's smallest label
-  (O(log^2 n) rounds; none when the buckets' stars are already disjoint, as in exact dedupe);
+- connected components by components.py's large-star and small-star kernels, one Spark partition at a time, until
+  the edges are disjoint stars, each around its component's smallest label;
 - that smallest label is the representative, and each component's size is counted.
 
 Every round's edges are written to Parquet under `work`, so plans stay short however many rounds it takes.
@@ -21,13 +20,12 @@ import functools
 from pathlib import Path
 from typing import Callable
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from transforms.dedupe import pairs_upto
-from transforms.engines import part_tasks
-
-MAX_ROUNDS = 100  # far above what any real graph needs (O(log^2 n)); a safeguard against a bug looping forever
+from transforms.engines import components, part_tasks
 
 Verify = Callable[[DataFrame], DataFrame]  # candidate edges (src, dst) -> the edges that really are duplicates
 
@@ -42,22 +40,28 @@ def star_edges(keys: DataFrame, partitions: int, verified: bool = False) -> Data
     return keys.repartition(partitions, "band", "key").mapInArrow(build, schema).distinct()
 
 
-def _large_star(edges: DataFrame) -> DataFrame:
-    """Each node's larger neighbours are linked to the smallest node of its neighbourhood (itself included)."""
+def _kernel(step: Callable, ends: tuple[str, str]):
+    """A components.py kernel over a Spark partition's Arrow batches: (u, v) columns `ends` in, edges (a, b) out."""
+
+    def run(batches):
+        batches = list(batches)
+        if batches:
+            table = pa.Table.from_batches(batches)
+            a, b = step(*(table.column(c).to_numpy() for c in ends))
+            yield pa.RecordBatch.from_arrays([pa.array(a, pa.int64()), pa.array(b, pa.int64())], names=["a", "b"])
+    return run
+
+
+def _round(edges: DataFrame, partitions: int) -> DataFrame:
+    """One large-star and one small-star step, each a shuffle by node and a components.py kernel per partition."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = from_arrow_schema(pa.schema([pa.field("a", pa.int64(), False), pa.field("b", pa.int64(), False)]))
     both = edges.select(F.col("a").alias("u"), F.col("b").alias("v")).union(
-        edges.select(F.col("b").alias("u"), F.col("a").alias("v"))
-    )
-    smallest = F.least(F.min("v").over(Window.partitionBy("u")), F.col("u"))
-    linked = both.select("u", "v", smallest.alias("m")).where(F.col("v") > F.col("u"))
-    return linked.select(F.col("m").alias("a"), F.col("v").alias("b")).distinct()
-
-
-def _small_star(edges: DataFrame) -> DataFrame:
-    """Each node and its smaller neighbours are linked to the smallest of those neighbours."""
-    down = edges.select(F.col("b").alias("u"), F.col("a").alias("v"))
-    down = down.select("u", "v", F.min("v").over(Window.partitionBy("u")).alias("m"))
-    neighbours = down.where(F.col("v") != F.col("m")).select(F.col("m").alias("a"), F.col("v").alias("b"))
-    return neighbours.union(down.select(F.col("m").alias("a"), F.col("u").alias("b"))).distinct()
+        edges.select(F.col("b").alias("u"), F.col("a").alias("v")))
+    large = both.repartition(partitions, "u").mapInArrow(_kernel(components.large_star, ("u", "v")), schema)
+    small = large.repartition(partitions, "b").mapInArrow(_kernel(components.small_star, ("b", "a")), schema)
+    return small.distinct()
 
 
 def _is_star_forest(edges: DataFrame) -> bool:
@@ -73,7 +77,7 @@ def _materialize(df: DataFrame, path: Path) -> DataFrame:
     return df.sparkSession.read.parquet(str(path))
 
 
-def connected_components(edges: DataFrame, work: Path) -> DataFrame:
+def connected_components(edges: DataFrame, work: Path, partitions: int) -> DataFrame:
     """edges (src, dst) -> (node, comp) for every node on an edge; comp is the smallest node of its component.
 
     Buckets' star edges already point at their smallest node, so exact dedupe (one key per row) needs no round."""
@@ -83,9 +87,9 @@ def connected_components(edges: DataFrame, work: Path) -> DataFrame:
     rounds = 0
     while not _is_star_forest(current):
         rounds += 1
-        if rounds > MAX_ROUNDS:
-            raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
-        current = _materialize(_small_star(_large_star(current)), work / f"cc-{rounds}")
+        if rounds > components.MAX_ROUNDS:
+            raise RuntimeError(f"connected components did not converge in {components.MAX_ROUNDS} rounds")
+        current = _materialize(_round(current, partitions), work / f"cc-{rounds}")
     centres = current.select(F.col("a").alias("node"), F.col("a").alias("comp")).distinct()
     return current.select(F.col("b").alias("node"), F.col("a").alias("comp")).union(centres)
 
@@ -96,6 +100,6 @@ def representatives(keys: DataFrame, work: Path, partitions: int, verify: Verify
     edges = star_edges(keys, partitions, verified=verify is not None)
     if verify is not None:
         edges = verify(edges)
-    members = connected_components(edges, work)
+    members = connected_components(edges, work, partitions)
     size = F.count("*").over(Window.partitionBy("comp"))
     return members.select("node", F.col("comp").alias("rep"), size.alias("size"))
