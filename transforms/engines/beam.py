@@ -228,7 +228,7 @@ class _Stars:
     def __init__(self, folder: str):
         self.folder = Path(folder)
 
-    def __call__(self, element) -> None:
+    def __call__(self, element):
         p, items = element
         items = list(items)
         edges = pa.concat_tables([t for tag, t in items if tag == "edges"] or [_EMPTY_EDGES])
@@ -275,7 +275,7 @@ def _star_step(step: Callable):
 class _Verdicts:
     """Converged star edges (a = component's smallest node, b = another node) of the components whose smallest node
     is in one part -> (the part of each node, its verdict (node, rep_idk, size)); the representative's idk is read from
-    its part's ranks (published rows: the history)."""
+    its part's ranks (published rows: the history). Every round makes them; only the converged round's are kept."""
 
     def __init__(self, work: str, mask: int):
         self.work, self.mask = Path(work), mask
