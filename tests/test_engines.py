@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -347,3 +348,37 @@ def test_beam_portable_job_server_gives_the_same_rows(corpus, polars_run, pii_ke
         subprocess.run([str(REPO / "infra/beam/stop-job-server.sh")], env=env, capture_output=True, timeout=120)
     assert not list((tmp_path / "beam").glob("*.pid"))
 
+
+
+class _Flaky:
+    """Fails its first `failures` calls with `error`, then yields its element twice."""
+
+    def __init__(self, failures: int, error: Exception):
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def __call__(self, element):
+        self.calls += 1
+        yield "partial"  # an output before the failure: a new try must not emit it twice
+        if self.calls <= self.failures:
+            raise self.error
+        yield element
+
+
+def test_beam_tries_an_element_again_on_io_that_may_pass_and_keeps_other_errors(tmp_path, monkeypatch):
+    """Kept errors are final (the runner never sees them), so the guard itself tries again where a new try may
+    pass, and never emits an element's outputs twice."""
+    from transforms.engines import beam as beam_engine
+
+    monkeypatch.setattr(beam_engine, "RETRY_WAITS", (0.0, 0.0))
+    flaky = _Flaky(2, ConnectionResetError("the store hung up"))
+    assert list(beam_engine._Guarded(flaky, str(tmp_path)).process(7)) == ["partial", 7]
+    assert flaky.calls == 3 and not list(tmp_path.iterdir())
+
+    for error, calls in ((ConnectionResetError("still down"), 3), (FileNotFoundError("gone"), 1),
+                         (ValueError("bad input"), 1)):
+        flaky = _Flaky(5, error)
+        assert list(beam_engine._Guarded(flaky, str(tmp_path)).process(7)) == []
+        assert flaky.calls == calls
+        kept = list(tmp_path.iterdir())
+        assert len(kept) == 1 and type(pickle.loads(kept[0].read_bytes())) is type(error)
+        kept[0].unlink()

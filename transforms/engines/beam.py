@@ -27,6 +27,7 @@ import pickle
 import shlex
 import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -46,6 +47,9 @@ ROWS_PER_RANGE = 4_000_000  # rows per range of the rank sort: bounds a worker's
 SAMPLES_PER_PART = 1_000  # rows each part offers as range splitters
 NODE_COLUMNS = ["ts", "idk", "tie", "row"]  # preference order; `row` (part << 32 | position) is the last tie break
 
+RETRY_WAITS = (1.0, 4.0, 16.0)  # seconds before each new try of an element that failed on I/O that may pass
+LASTING_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
 # Not a line per worker start and bundle in the run's log; a local runner's workers relay their warnings here too.
 logging.getLogger("apache_beam").setLevel(logging.WARNING)
 logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
@@ -56,21 +60,33 @@ logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").set
 # -- worker side ---------------------------------------------------------------------------------------------------
 class _Guarded(beam.DoFn):
     """fn over each element; an exception is kept in `errors` (pickled) for the driver to raise as itself, on any
-    runner (Beam reports a worker's exception as text, a RuntimeError, when workers are processes)."""
+    runner (Beam reports a worker's exception as text, a RuntimeError, when workers are processes). An element that
+    fails on I/O that may pass (a store's hiccup: OSError other than a missing file or a denied one) is tried again
+    after each of RETRY_WAITS, since a kept exception is final: the runner never sees it to retry it."""
 
     def __init__(self, fn: Callable[..., Iterable | None], errors: str):
         self.fn, self.errors = fn, errors
 
     def process(self, element):
-        try:
-            yield from self.fn(element) or ()
-        except Exception as error:  # every failure goes to the driver
+        for wait in (*RETRY_WAITS, None):
             try:
-                kept = pickle.dumps(error)
-                pickle.loads(kept)
-            except Exception:  # an exception that does not travel: its words do
-                kept = pickle.dumps(WorkerError(f"{type(error).__module__}.{type(error).__qualname__}: {error}"))
-            part_tasks.replace_file(Path(self.errors) / f"{uuid.uuid4().hex}.pickle", lambda p: p.write_bytes(kept))
+                outputs = list(self.fn(element) or ())  # whole: an element tried again never emits twice
+            except Exception as error:  # every failure goes to the driver, unless a new try may pass
+                if wait is not None and isinstance(error, OSError) and not isinstance(error, LASTING_OS_ERRORS):
+                    time.sleep(wait)
+                    continue
+                self._keep(error)
+                return
+            yield from outputs
+            return
+
+    def _keep(self, error: Exception) -> None:
+        try:
+            kept = pickle.dumps(error)
+            pickle.loads(kept)
+        except Exception:  # an exception that does not travel: its words do
+            kept = pickle.dumps(WorkerError(f"{type(error).__module__}.{type(error).__qualname__}: {error}"))
+        part_tasks.replace_file(Path(self.errors) / f"{uuid.uuid4().hex}.pickle", lambda p: p.write_bytes(kept))
 
 
 class _RunTask:
