@@ -382,3 +382,12 @@ def test_beam_tries_an_element_again_on_io_that_may_pass_and_keeps_other_errors(
         kept = list(tmp_path.iterdir())
         assert len(kept) == 1 and type(pickle.loads(kept[0].read_bytes())) is type(error)
         kept[0].unlink()
+
+
+def test_importing_the_beam_engine_prints_nothing():
+    """apache_beam's import warns that its Google Cloud extras are missing; a Beam run's output does not open with
+    it, and the root logger is left as it was (no handler set up for that warning)."""
+    code = ("import logging, transforms.engines.beam; root = logging.getLogger(); "
+            "print(len(root.handlers), len(root.filters))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and done.stderr == "" and done.stdout.split() == ["0", "0"]

@@ -32,7 +32,6 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +41,24 @@ from transforms.engines import BeamOptions, components, part_tasks
 from transforms.engines.common import Progress
 from transforms.engines.task_engine import TaskEngine, WorkerError
 from transforms.stages.base import DedupeStage
+
+
+class _GcpExtrasNote(logging.Filter):
+    """apache_beam's import warns on the root logger that its Google Cloud extras are missing ("apitools not found"):
+    nothing here needs them (Dataflow's workers have them), and the line would open every Beam run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("apitools not found")
+
+
+_root, _note, _sink = logging.getLogger(), _GcpExtrasNote(), logging.NullHandler()
+_root.addFilter(_note)
+_root.addHandler(_sink)  # a root logger without handlers would set one up for that warning (logging.basicConfig)
+try:
+    import apache_beam as beam
+finally:
+    _root.removeFilter(_note)
+    _root.removeHandler(_sink)
 
 ROWS_PER_RANGE = 4_000_000  # rows per range of the rank sort: bounds a worker's memory there (~40 bytes a row)
 SAMPLES_PER_PART = 1_000  # rows each part offers as range splitters
