@@ -123,6 +123,18 @@ def _lexsort(nodes: pa.Table) -> np.ndarray:
     return np.lexsort([nodes.column(c).to_numpy() for c in reversed(NODE_COLUMNS)])
 
 
+def _split(table: pa.Table, target: np.ndarray):
+    """(target, the rows of `table` that go there, in their order) for each target its rows name: how every shuffle
+    here hands whole tables to a partition."""
+    if not len(target):
+        return
+    order = np.argsort(target, kind="stable")
+    ordered = target[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(order)]):
+        yield int(ordered[start]), table.take(order[start:end])
+
+
 class _Sample:
     """Part i's nodes -> up to SAMPLES_PER_PART of them, evenly spaced in preference order."""
 
@@ -159,9 +171,7 @@ class _SplitByRange:
         order = np.lexsort([1 - is_splitter] + [both.column(c).to_numpy() for c in reversed(NODE_COLUMNS)])
         ranges = np.empty(both.num_rows, dtype=np.int64)
         ranges[order] = np.cumsum(is_splitter[order])
-        ranges = ranges[splitters.num_rows:]
-        for r in np.unique(ranges):
-            yield int(r), table.filter(pa.array(ranges == r))
+        yield from _split(table, ranges[splitters.num_rows:])
 
 
 class _RankRange:
@@ -182,10 +192,9 @@ class _RankRange:
         rank <<= self.bits
         part = rows >> part_tasks.POSITION_BITS
         rank |= part
-        for p in np.unique(part):
-            chosen = part == p
-            ranked = pa.table({"row": rows[chosen], "idk": table.column("idk").to_numpy()[chosen], "rank": rank[chosen]})
-            part_tasks.write_table(Path(self.ranked) / f"part={int(p)}" / f"range-{r:05d}.parquet", ranked)
+        ranked = pa.table({"row": rows, "idk": table.column("idk"), "rank": rank})
+        for p, rows_of_part in _split(ranked, part):
+            part_tasks.write_table(Path(self.ranked) / f"part={p}" / f"range-{r:05d}.parquet", rows_of_part)
 
 
 class _SplitKeys:
@@ -198,9 +207,7 @@ class _SplitKeys:
         keys = pq.read_table(path)
         mixed = keys.column("key").to_numpy().view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         mixed ^= keys.column("band").to_numpy().astype(np.uint64)
-        target = (mixed >> np.uint64(20)) % np.uint64(self.partitions)
-        for p in np.unique(target):
-            yield int(p), keys.filter(pa.array(target == p))
+        yield from _split(keys, (mixed >> np.uint64(20)) % np.uint64(self.partitions))
 
 
 def _bucket_edges(pairs_upto: int):
@@ -217,9 +224,7 @@ def _by_part(end: str, mask: int):
     """Edges -> (the part of their `end` node, those edges)."""
 
     def split(table: pa.Table):
-        ends = table.column(end).to_numpy() & mask
-        for p in np.unique(ends):
-            yield int(p), table.filter(pa.array(ends == p))
+        yield from _split(table, table.column(end).to_numpy() & mask)
     return split
 
 
@@ -246,12 +251,11 @@ class _ToStars:
 
     def __call__(self, table: pa.Table):
         a, b = components.canonical(table.column(0).to_numpy(), table.column(1).to_numpy())
-        by_b, by_a = components.spread(b, self.partitions), components.spread(a, self.partitions)
-        for p in np.unique(by_b):
-            chosen = by_b == p
-            yield int(p), ("edges", pa.table({"a": a[chosen], "b": b[chosen]}))
-        for p in np.unique(by_a):
-            yield int(p), ("centres", pa.array(np.unique(a[by_a == p])))
+        for p, edges in _split(pa.table({"a": a, "b": b}), components.spread(b, self.partitions)):
+            yield p, ("edges", edges)
+        centres = np.unique(a)
+        for p, mine in _split(pa.table({"a": centres}), components.spread(centres, self.partitions)):
+            yield p, ("centres", mine.column("a"))
 
 
 class _Stars:
@@ -288,10 +292,7 @@ class _ByNode:
     def __call__(self, table: pa.Table):
         a, b = table.column("a").to_numpy(), table.column("b").to_numpy()
         u, v = components.both_ways(a, b) if self.both_ends else (b, a)
-        target = components.spread(u, self.partitions)
-        for p in np.unique(target):
-            chosen = target == p
-            yield int(p), pa.table({"u": u[chosen], "v": v[chosen]})
+        yield from _split(pa.table({"u": u, "v": v}), components.spread(u, self.partitions))
 
 
 def _star_step(step: Callable):
@@ -320,21 +321,16 @@ class _Verdicts:
         centres, members = np.unique(a, return_counts=True)
         ids = (pq.read_table(self.work / "published" / "history.parquet") if p == self.mask else
                pq.read_table(self.work / "ranked" / f"part={p}", columns=["rank", "idk"]))
-        known = ids.column("rank").to_numpy()
-        order = np.argsort(known)
-        centre_idk = ids.column("idk").to_numpy()[order[np.searchsorted(known, centres, sorter=order)]]
+        centre_idk = ids.column("idk").to_numpy()[part_tasks.rank_positions(ids.column("rank").to_numpy(), centres)]
         at = np.searchsorted(centres, a)
         node = np.concatenate([b, centres])
         rep_idk = np.concatenate([centre_idk[at], centre_idk])
         size = np.concatenate([members[at], members]) + 1
         is_rep = np.r_[np.zeros(len(b), bool), np.ones(len(centres), bool)]
-        node_part = node & self.mask
-        for q in np.unique(node_part):
-            if q == self.mask:  # published rows are grouped only to be matched; verdicts are for the new rows
-                continue
-            chosen = node_part == q
-            yield int(q), pa.table({"node": node[chosen], "rep_idk": pa.array(rep_idk[chosen], mask=is_rep[chosen]),
-                                    "size": size[chosen].astype(np.int64)})
+        verdicts = pa.table({"node": node, "rep_idk": pa.array(rep_idk, mask=is_rep), "size": size.astype(np.int64)})
+        for q, of_part in _split(verdicts, node & self.mask):
+            if q != self.mask:  # published rows are grouped only to be matched; verdicts are for the new rows
+                yield q, of_part
 
 
 class _WriteVerdict:

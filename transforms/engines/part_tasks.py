@@ -264,12 +264,17 @@ def bucket_stars(batches: Iterator[pa.RecordBatch], pairs_upto: int = 2) -> Iter
         yield pa.RecordBatch.from_arrays([pa.array(src[keep]), pa.array(dst[keep])], schema=EDGE_SCHEMA)
 
 
+def rank_positions(known: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Where each of `ranks` is in `known` (a part's stored ranks, in any order; every one of `ranks` is there)."""
+    order = np.argsort(known)
+    return order[np.searchsorted(known, ranks, sorter=order)]
+
+
 def _payload_lookup(folder: Path, name: str, ranks: np.ndarray) -> pa.Array:
     """The payloads of `ranks`, all rows of one part, from that part's payload file."""
     stored = pq.read_table(folder / name)
-    known = stored.column("rank").to_numpy()
-    order = np.argsort(known)
-    return stored.column("payload").take(pa.array(order[np.searchsorted(known, ranks, sorter=order)])).combine_chunks()
+    found = rank_positions(stored.column("rank").to_numpy(), ranks)
+    return stored.column("payload").take(pa.array(found)).combine_chunks()
 
 
 class _ByPart:
@@ -338,9 +343,7 @@ class DedupeTask(_PartTask):
         if folder.is_dir():
             verdict = pq.read_table(folder)
             ranked = pq.read_table(Path(self.ranks) / f"part={i}", columns=["row", "rank"])
-            known = ranked.column("rank").to_numpy()
-            order = np.argsort(known)
-            found = order[np.searchsorted(known, verdict.column("node").to_numpy(), sorter=order)]
+            found = rank_positions(ranked.column("rank").to_numpy(), verdict.column("node").to_numpy())
             pos = ranked.column("row").to_numpy()[found] & ((1 << POSITION_BITS) - 1)
             sizes[pos] = verdict.column("size").to_numpy()
             dup = verdict.column("rep_idk")
