@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,6 +36,7 @@ from transforms.steps import MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 PART_ROWS = 700  # several parts per step, so part order and per-part work are exercised
+PIECE_BYTES = 64 << 10  # Spark and Beam read the corpus's largest JSON-lines file (~320 KB) in 5 byte ranges
 SPARK_LOCAL = {"master": "local[2]", "shuffle_partitions": 4}
 # Beam in the caller's process (fast), with three shuffle partitions: several rank ranges and key partitions.
 BEAM_LOCAL = {"running_mode": "in_memory", "partitions": 3}
@@ -104,7 +106,7 @@ def pii_key(monkeypatch):
 
 def _config(engine: str, options: dict, manifest: dict, stages=STAGES):
     return load_config(stages=list(stages), engine=engine, engine_options=options, part_rows=PART_ROWS,
-                       readers={"csv_columns": manifest["csv_columns"]})
+                       readers={"csv_columns": manifest["csv_columns"], "piece_bytes": PIECE_BYTES})
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +159,32 @@ def test_an_input_without_records_gives_an_empty_version_as_on_polars(engine, pi
         assert pl.read_delta(str(tmp_path / name)).height == 0
     for key in ("input_records", "rejected", "output_records", "stages"):
         assert reports[engine[0]][key] == reports["polars"][key], key
+
+
+def test_files_read_in_pieces_ingest_as_on_polars(engine, tmp_path):
+    """Byte ranges of a JSON-lines file whose kind is set by a later line, and runs of row groups of a Parquet file
+    with a damaged group: the same parts, rejects and counts as polars' whole-file reads."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    flat = [orjson.dumps({"tweet_id": str(i), "text": f"flat tweet {i}", "user_id": str(i % 9)}
+                         | ({"favorite_count": i} if i % 2 else {})) for i in range(3000)]
+    (raw / "a.jsonl").write_bytes(b"\n".join([b'{"note": "not a tweet"}'] * 500 + flat + [b'{"broken']) + b"\n")
+    pq.write_table(pa.table({"id": [str(10**6 + i) for i in range(2000)], "text": [f"p {i}" for i in range(2000)]}),
+                   raw / "b.parquet", row_group_size=250, compression="none")
+    column = pq.ParquetFile(raw / "b.parquet").metadata.row_group(3).column(0)
+    data = bytearray((raw / "b.parquet").read_bytes())
+    data[column.data_page_offset : column.data_page_offset + 16] = b"\xff" * 16
+    (raw / "b.parquet").write_bytes(bytes(data))
+    options = ReaderOptions(piece_bytes=8 << 10)
+    results = {}
+    for name, engine_options in (("polars", {}), engine):
+        run = make_engine(name, part_rows=PART_ROWS, **engine_options)
+        results[name] = run.ingest([str(raw)], options, tmp_path / name, keep_original=False)
+    ref, ours = results["polars"], results[engine[0]]
+    assert (ours.records, ours.rejected) == (ref.records, ref.rejected) == (500 + 3000 + 1 + 1750 + 1, 500 + 1 + 1)
+    assert _differences(_parts(ref.parts), _parts(ours.parts)) == []
+    assert _differences(_read_folder_or_file(ref.rejects), _read_folder_or_file(ours.rejects)) == []
+    assert set(_parts(ours.parts).column("source_format").to_pylist()) == {"jsonl", "parquet"}
 
 
 @pytest.mark.slow

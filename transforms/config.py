@@ -23,6 +23,7 @@ class ReadersConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str | None = None
     csv_columns: dict[str, str] = Field(default_factory=dict)
+    piece_bytes: int = Field(256 << 20, gt=0)  # Spark and Beam: a larger JSON-lines or Parquet file is read in pieces
 
 
 class OutputConfig(BaseModel):

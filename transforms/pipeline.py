@@ -133,7 +133,8 @@ class Curation:
         readers = self.config.readers
         key = step_key("ingest", self.inputs, readers.model_dump(mode="json"), self.config.part_rows,
                        self.annotate_only, code_version())
-        options = ReaderOptions(format=readers.format, csv_columns=dict(readers.csv_columns))
+        options = ReaderOptions(format=readers.format, csv_columns=dict(readers.csv_columns),
+                                piece_bytes=readers.piece_bytes)
         result, _ = self.cache.run(
             key, lambda folder: self.engine.ingest(self.files, options, folder, keep_original=self.annotate_only)
         )

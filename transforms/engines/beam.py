@@ -2,7 +2,7 @@
 the same results.
 
 Translation only, with the Spark engine's per-part tasks (part_tasks.py) and driver (task_engine.py): each round of
-tasks is a pipeline whose elements are task indexes, one per input file, working part or shard; tasks write their
+tasks is a pipeline whose elements are task indexes, one per input piece, working part or shard; tasks write their
 files themselves and leave a status each. Dedupe stages group rows with Beam shuffles, each element a whole Arrow
 table (a hash or range partition), so workers work on arrays, never row by row:
 - ranks: rows are range-partitioned by preference (created_at, id, tie break, place) on splitters sampled from every

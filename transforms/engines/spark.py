@@ -1,6 +1,6 @@
 """The Spark engine: the same stage definitions as the polars engine, run as Spark jobs, with the same results.
 
-Translation only. Every step is a job of one task per input file or working part (part_tasks.py: the Python side,
+Translation only. Every step is a job of one task per input piece or working part (part_tasks.py: the Python side,
 run through mapInArrow; task_engine.py: the driver side it shares with the Beam engine), so parts keep input order
 and each row's (part, position) is its place in that order, exactly as in the polars engine; tasks write their parts
 with the shared part writer (staging.py) and return counts. Dedupe stages group rows with Spark shuffles: a sort

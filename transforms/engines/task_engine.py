@@ -1,5 +1,5 @@
 """The driver side of an engine whose workers run part_tasks (Spark, Beam): ingest, stages and shards as rounds of
-one task per input file, part or shard, with the polars engine's results. An engine supplies how a round of tasks
+one task per input piece, part or shard, with the polars engine's results. An engine supplies how a round of tasks
 runs (`_run`) and how a dedupe stage's rows are grouped (`_group`, which writes each grouped row's verdict under
 verdict/part=<i>); everything else is here, once."""
 
@@ -72,11 +72,20 @@ class TaskEngine(ABC):
     # -- ingest -----------------------------------------------------------------------------------------------------
     def ingest(self, inputs: Sequence[str], options, out_dir: Path, keep_original: bool) -> IngestResult:
         from transforms.readers import expand_inputs
+        from transforms.readers.pieces import plan_pieces, settle
 
-        files = expand_inputs(list(inputs))
-        task = part_tasks.IngestTask(files, options, str(out_dir), self.part_rows, keep_original)
-        statuses = self._run(len(files), task, out_dir / "_work")
-        shutil.rmtree(out_dir / "_work", ignore_errors=True)
+        work = out_dir / "_work"
+        pieces = plan_pieces(expand_inputs(list(inputs)), options)
+        ranges = [i for i, p in enumerate(pieces) if p.mode == "lines"]
+        if ranges:  # a first round counts the lines of each byte range: each then knows its first line's number
+            counts: list[dict | None] = [None] * len(pieces)
+            for i, count in zip(ranges, self._run(len(ranges), part_tasks.CountTask([pieces[i] for i in ranges],
+                                                                                    options), work)):
+                counts[i] = count
+            pieces = settle(pieces, counts)
+        task = part_tasks.IngestTask(pieces, options, str(out_dir), self.part_rows, keep_original)
+        statuses = self._run(len(pieces), task, work)
+        shutil.rmtree(work, ignore_errors=True)
         parts = self._parts(statuses)
         if not parts:  # no input file at all
             empty = TWEET_SCHEMA.empty_table()

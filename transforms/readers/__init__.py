@@ -4,10 +4,11 @@ rejects (REJECT_SCHEMA) that say what could not be read and why. Nothing is drop
     for batch in read_inputs(["dumps/*.jsonl.gz", "archive/tweets.js"], ReaderOptions()):
         batch.tweets, batch.rejects
 
-Modules: reader (detection, batching), sources (paths, fingerprints, decompression), jsonl (JSON lines: pyarrow fast
-path, orjson slow path), documents (whole JSON documents), delimited (CSV/TSV), parquet; classify (what a parsed
-JSON value holds); records (record kinds and the mapping both paths share); one module per record kind: v1, v2,
-activity, archive, tabular (flat records by column name); fields and timestamps (vectorized helpers).
+Modules: reader (detection, batching), pieces (large files cut into byte ranges or row groups, for Spark and Beam),
+sources (paths, fingerprints, decompression), jsonl (JSON lines: pyarrow fast path, orjson slow path), documents
+(whole JSON documents), delimited (CSV/TSV), parquet; classify (what a parsed JSON value holds); records (record
+kinds and the mapping both paths share); one module per record kind: v1, v2, activity, archive, tabular (flat records
+by column name); fields and timestamps (vectorized helpers).
 """
 
 from transforms.readers.base import InputError, ReadBatch, ReaderOptions

@@ -28,12 +28,17 @@ class ReaderOptions:
     csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Approximate uncompressed bytes per yielded batch: bounds memory.
     batch_bytes: int = 32 << 20
+    # Spark and Beam read an uncompressed JSON-lines or Parquet file larger than this as pieces of about this size,
+    # one task each (readers/pieces.py); the polars engine reads every file in order.
+    piece_bytes: int = 256 << 20
 
     def __post_init__(self):
         if self.format is not None and self.format not in FORMATS:
             raise InputError(f"unknown input format {self.format!r} (known: {', '.join(FORMATS)})")
         if self.batch_bytes < 1:
             raise InputError(f"batch_bytes must be positive, got {self.batch_bytes}")
+        if self.piece_bytes < 1:
+            raise InputError(f"piece_bytes must be positive, got {self.piece_bytes}")
         unknown = sorted(set(self.csv_columns) - set(MAPPABLE))
         if unknown:
             raise InputError(f"csv_columns names unknown canonical column(s) {', '.join(unknown)}; "

@@ -330,9 +330,8 @@ def first_spec(lines: Lines, forced: Kind | None, options, source_file: str) -> 
     return -1, None
 
 
-def scanned_chunks(stream, batch_bytes: int) -> Iterator[tuple[int, Lines | None, bytes, str | None]]:
+def scanned_chunks(stream, batch_bytes: int, line: int = 1) -> Iterator[tuple[int, Lines | None, bytes, str | None]]:
     """(first line number, lines, data, None) per chunk; (line, None, the unreadable rest, why) after a break."""
-    line = 1
     for data, broken in line_chunks(stream, batch_bytes):
         if broken is not None:
             yield line, None, data, f"{broken}; the rest of the file is lost"
@@ -342,14 +341,21 @@ def scanned_chunks(stream, batch_bytes: int) -> Iterator[tuple[int, Lines | None
         line += lines.newlines
 
 
-def read_jsonl(stream, source_file: str, options, forced: Kind | None) -> Iterator[Part]:
-    spec = None
-    for line, lines, data, broken in prefetch(scanned_chunks(stream, options.batch_bytes)):
+def read_jsonl(
+    stream, source_file: str, options, forced: Kind | None, first_line: int = 1,
+    known: tuple[LineSpec | None, int] | None = None,
+) -> Iterator[Part]:
+    """`known`: for a piece of a file read on its own (readers/pieces.py), the file's spec and the number of the line
+    that set it; None: the spec comes from the first line here that sets one."""
+    spec = None if known is None else known[0]
+    for line, lines, data, broken in prefetch(scanned_chunks(stream, options.batch_bytes, first_line)):
         if broken is not None:
             yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, line, broken, data), len(data))
             return
         start = 0
-        if spec is None:
+        if known is not None:
+            start = len(lines.starts) if spec is None else int(np.searchsorted(lines.numbers, known[1]))
+        elif spec is None:
             start, spec = first_spec(lines, forced, options, source_file)
             start = len(lines.starts) if start < 0 else start
         tweets, rejects = ChunkReader(lines, spec, forced, options, source_file, start).run()

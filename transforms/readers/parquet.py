@@ -17,19 +17,28 @@ from transforms.readers.records import canonical, good_rows
 from transforms.schema import TWEET_SCHEMA
 
 
-def read_parquet(source, source_file: str, options) -> Iterator[Part]:
-    """`source` is a seekable file object (or the whole decompressed file as bytes). A file that cannot be read
-    (from the start, or from a damaged row group on) is one reject; the rows before the damage are kept."""
-    first = 1
+def read_parquet(source, source_file: str, options, row_groups: range | None = None, first: int = 1) -> Iterator[Part]:
+    """`source` is a seekable file object (or the whole decompressed file as bytes); `row_groups`: only these, whose
+    first row is line `first` (a piece of the file, readers/pieces.py). A file whose footer cannot be read is one
+    reject; so is a damaged row group, for its unread rows, and the next group is read: damage costs only its group."""
     try:
         parquet = pq.ParquetFile(io.BytesIO(source) if isinstance(source, bytes) else source)
         columns = sorted(set(tabular.resolve(parquet.schema_arrow.names, options.csv_columns).values()))
-        for batch in parquet.iter_batches(batch_size=_rows_per_batch(parquet, options.batch_bytes), columns=columns):
-            table = pa.Table.from_batches([batch])
-            yield _part(table, source_file, options, first)
-            first += table.num_rows
+        batch_rows = _rows_per_batch(parquet, options.batch_bytes)
     except (pa.ArrowException, OSError, ValueError) as e:
         yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, first, f"unreadable Parquet data: {e}"), 0)
+        return
+    for g in range(parquet.metadata.num_row_groups) if row_groups is None else row_groups:
+        rows, done = parquet.metadata.row_group(g).num_rows, 0
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
+                table = pa.Table.from_batches([batch])
+                yield _part(table, source_file, options, first + done)
+                done += table.num_rows
+        except (pa.ArrowException, OSError, ValueError) as e:
+            why = f"unreadable Parquet data in row group {g}: {e}; its {max(rows - done, 0)} unread rows are lost"
+            yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, first + done, why), 0)
+        first += rows
 
 
 def _part(table: pa.Table, source_file: str, options, first: int) -> Part:
