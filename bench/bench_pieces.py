@@ -2,12 +2,15 @@
 ranges (readers/pieces.py), with the polars engine's sequential read beside them.
 
     .venv/bin/python bench/bench_pieces.py [--n 1000000] [--piece-mb 64 256] [--engines spark beam]
-                                           [--master local[2]] [--dir /tmp/tweetmill-bench-pieces]
+                                           [--master local[2]] [--arrow-threads N] [--dir /tmp/tweetmill-bench-pieces]
 
 The file is bench/corpus.py's v2 corpus, in one file. Each run is its own process and times the engine's ingest
 alone (for Spark, after its session has started); its memory is the peak summed resident set of its process tree.
 "Whole" sets piece_bytes above the file's size, which is how every file was read before pieces. Every run must
 give the same rows (ids and source lines, in order) and rejects as polars: the script checks and says so.
+--arrow-threads 1 gives each process one thread for Arrow's JSON parser (OMP_NUM_THREADS, which Arrow's thread
+pool reads): a task then works on one core, as on a cluster whose executors run one task per core, so what the
+pieces spread shows on this machine's two cores.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ print(json.dumps({"seconds": seconds, "records": result.records, "rejected": res
 """
 
 
-def measure(path: Path, out: Path, engine: str, options: dict, piece_bytes: int) -> dict:
+def measure(path: Path, out: Path, engine: str, options: dict, piece_bytes: int, arrow_threads: int | None) -> dict:
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+    if arrow_threads:
+        env["OMP_NUM_THREADS"] = str(arrow_threads)
     args = [sys.executable, "-c", RUN, str(path), str(out), engine, json.dumps(options), str(piece_bytes)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     peak = 0
@@ -68,19 +73,20 @@ def main() -> None:
     parser.add_argument("--piece-mb", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--engines", nargs="+", choices=("spark", "beam"), default=["spark", "beam"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--arrow-threads", type=int)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tweetmill-bench-pieces"))
     args = parser.parse_args()
     path = corpus_file(args.dir / "corpus", args.n)
     size = path.stat().st_size
     print(f"{args.n:,} tweets in one file of {size / 1e6:.0f} MB; cores: {os.cpu_count()}; "
-          f"load average before: {os.getloadavg()}")
+          f"Arrow threads per process: {args.arrow_threads or 'all cores'}; load average before: {os.getloadavg()}")
     options_of = {"polars": {}, "spark": {"master": args.master}, "beam": {}}
     runs = [("polars", "whole", size + 1)]
     for engine in args.engines:
         runs += [(engine, "whole", size + 1)] + [(engine, f"{mb} MiB pieces", mb << 20) for mb in args.piece_mb]
     results = []
     for engine, how, piece_bytes in runs:
-        r = measure(path, args.dir / f"out-{engine}", engine, options_of[engine], piece_bytes)
+        r = measure(path, args.dir / f"out-{engine}", engine, options_of[engine], piece_bytes, args.arrow_threads)
         r |= {"engine": engine, "read": how, "pieces": -(-size // piece_bytes)}
         results.append(r)
         print(json.dumps(r), flush=True)

@@ -123,15 +123,22 @@ def test_parquet_in_runs_of_row_groups_reads_as_the_whole_file(tmp_path):
 
 
 def test_a_damaged_row_group_costs_only_its_own_rows(tmp_path):
-    """One reject at the group's first line for its rows; the groups after it are read, in pieces or not."""
+    """One reject at each damaged group's first line for its rows; the groups between and after them are read,
+    whether the file is read whole (in batches that span groups) or in pieces."""
     path = tmp_path / "damaged.parquet"
-    _parquet(path, 4, 50)
-    column = pq.ParquetFile(path).metadata.row_group(2).column(0)
+    _parquet(path, 5, 50)
     data = bytearray(path.read_bytes())
-    data[column.data_page_offset : column.data_page_offset + 16] = b"\xff" * 16
+    for g in (2, 4):
+        column = pq.ParquetFile(path).metadata.row_group(g).column(0)
+        data[column.data_page_offset : column.data_page_offset + 16] = b"\xff" * 16
     path.write_bytes(bytes(data))
-    for tweets, rejects in (whole([path]), in_pieces([path], piece_bytes=1)[:2]):
+    meta = pq.ParquetFile(path).metadata
+    batch_30 = sum(meta.row_group(g).total_byte_size for g in range(5)) * 30 // 250 + 1  # batches of 30 rows: one
+    # holds the end of group 1 and the start of group 2, so group 1 is read again alone, less its first 40 rows
+    reads = (whole([path]), whole([path], batch_bytes=batch_30), in_pieces([path], piece_bytes=1)[:2])
+    for tweets, rejects in reads:
         assert tweets.column("source_line").to_pylist() == [*range(1, 101), *range(151, 201)]
-        assert rejects.column("source_line").to_pylist() == [101]
-        reason = rejects.column("reason")[0].as_py()
-        assert reason.startswith("unreadable Parquet data in row group 2") and "50 unread rows are lost" in reason
+        assert rejects.column("source_line").to_pylist() == [101, 201]
+        reasons = rejects.column("reason").to_pylist()
+        assert [r.split(":")[0] for r in reasons] == [f"unreadable Parquet data in row group {g}" for g in (2, 4)]
+        assert all(r.endswith("its 50 unread rows are lost") for r in reasons)

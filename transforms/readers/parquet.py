@@ -17,28 +17,54 @@ from transforms.readers.records import canonical, good_rows
 from transforms.schema import TWEET_SCHEMA
 
 
+_ERRORS = (pa.ArrowException, OSError, ValueError)
+
+
 def read_parquet(source, source_file: str, options, row_groups: range | None = None, first: int = 1) -> Iterator[Part]:
     """`source` is a seekable file object (or the whole decompressed file as bytes); `row_groups`: only these, whose
     first row is line `first` (a piece of the file, readers/pieces.py). A file whose footer cannot be read is one
-    reject; so is a damaged row group, for its unread rows, and the next group is read: damage costs only its group."""
+    reject; so is a damaged row group, for its unread rows, and the groups after it are read: damage costs only its
+    group, whichever groups a piece holds."""
     try:
         parquet = pq.ParquetFile(io.BytesIO(source) if isinstance(source, bytes) else source)
         columns = sorted(set(tabular.resolve(parquet.schema_arrow.names, options.csv_columns).values()))
         batch_rows = _rows_per_batch(parquet, options.batch_bytes)
-    except (pa.ArrowException, OSError, ValueError) as e:
+    except _ERRORS as e:
         yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, first, f"unreadable Parquet data: {e}"), 0)
         return
-    for g in range(parquet.metadata.num_row_groups) if row_groups is None else row_groups:
-        rows, done = parquet.metadata.row_group(g).num_rows, 0
-        try:
-            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns):
+    groups = list(range(parquet.metadata.num_row_groups) if row_groups is None else row_groups)
+    while groups:
+        done = 0  # rows of `groups` read
+        try:  # batches span row groups: a few large batches, not one or more per group
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
                 table = pa.Table.from_batches([batch])
                 yield _part(table, source_file, options, first + done)
                 done += table.num_rows
-        except (pa.ArrowException, OSError, ValueError) as e:
-            why = f"unreadable Parquet data in row group {g}: {e}; its {max(rows - done, 0)} unread rows are lost"
-            yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, first + done, why), 0)
-        first += rows
+            return
+        except _ERRORS:
+            pass
+        # A batch failed: the group it stopped in is read alone, which says whether it is the damaged one.
+        ends = np.cumsum([parquet.metadata.row_group(g).num_rows for g in groups])
+        k = min(int(np.searchsorted(ends, done, side="right")), len(groups) - 1)
+        skip = done - int(ends[k]) + parquet.metadata.row_group(groups[k]).num_rows
+        yield from _one_group(parquet, groups[k], columns, batch_rows, skip, first + done, source_file, options)
+        first, groups = first + int(ends[k]), groups[k + 1 :]
+
+
+def _one_group(parquet, group: int, columns, batch_rows: int, skip: int, first: int, source_file: str, options):
+    """Row group `group` but its first `skip` rows (already read), from line `first`; one reject if it is damaged."""
+    read = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
+            table = pa.Table.from_batches([batch]).slice(max(skip - read, 0))
+            read += batch.num_rows
+            if table.num_rows:
+                yield _part(table, source_file, options, first)
+                first += table.num_rows
+    except _ERRORS as e:
+        lost = parquet.metadata.row_group(group).num_rows - max(read, skip)
+        why = f"unreadable Parquet data in row group {group}: {e}; its {lost} unread rows are lost"
+        yield Part(TWEET_SCHEMA.empty_table(), one_reject(source_file, first, why), 0)
 
 
 def _part(table: pa.Table, source_file: str, options, first: int) -> Part:
