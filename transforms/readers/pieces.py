@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.readers import classify
-from transforms.readers.base import Part
+from transforms.readers.base import InputError, Part
 from transforms.readers.jsonl import Lines, first_spec, line_chunks, line_spec, loads, read_jsonl
 from transforms.readers.parquet import read_parquet
 from transforms.readers.reader import BOM, detect, read_file
@@ -72,7 +72,7 @@ def _file_pieces(path: str, options) -> list[Piece]:
             with open_raw(path) as raw:
                 meta = pq.ParquetFile(raw).metadata
             return _row_group_runs(path, meta, options.piece_bytes) or whole
-    except (OSError, ValueError, BrokenStream, pa.ArrowException):
+    except (InputError, OSError, ValueError, BrokenStream, pa.ArrowException):
         pass
     return whole
 
@@ -123,6 +123,7 @@ class _Range:
 
 
 def _opened(piece: Piece) -> _Range:
+    """The piece's byte range, past a byte-order mark at the file's start (read_file skips it too)."""
     stream = _Range(piece.path, piece.start, piece.end)
     if stream.start == 0 and stream.end >= len(BOM) and stream.raw.read(len(BOM)) == BOM:
         stream.pos = len(BOM)
