@@ -129,7 +129,7 @@ def test_history_dedupes_a_later_run_against_published_rows(stage, corpus):
         pa.array(present)).to_pylist()
     assert np.array_equal(stage.history_payload(state), vectors[present])
     assert stage.history_keys(state).column("key").to_pylist() == stage.keys(table).column("key").to_pylist()
-    with pytest.raises(ValueError, match="rebuild the history"):
+    with pytest.raises(ValueError, match="append with the settings and encoder the table was made with"):
         DedupeSemantic(SemanticConfig(max_length=64)).history_payload(state)
 
 

@@ -147,6 +147,28 @@ def test_an_append_with_other_columns_is_refused_before_any_work(tmp_path):
     assert pipeline.run([str(other)], table, load_config())["version"] == 2
 
 
+def test_an_append_whose_minhash_scheme_differs_from_the_tables_is_refused_before_any_work(tmp_path):
+    """Its signatures could not be compared with the published rows' state: refused up front with what the table was
+    made with; the same settings append, and a new scheme may start over with an overwrite."""
+    table, src = tmp_path / "t", _write_jsonl(tmp_path / "a.jsonl", [_v2(0, "a first tweet about the weather today")])
+    stages = ["normalize", "dedupe_minhash"]
+    pipeline.run([str(src)], table, load_config(stages=stages))
+    steps = sorted((table / "_tweetmill" / "cache").iterdir())  # the first run's, kept for a rerun
+    other = load_config(stages=stages, settings={"dedupe_minhash": {"ngram": 3}})
+    with pytest.raises(ConfigError) as caught:
+        pipeline.run([str(src)], table, other)
+    message = str(caught.value)
+    assert message.startswith("dedupe_minhash: the table's MinHash history was made with {")
+    assert "'ngram': 5" in message.split("this config uses")[0] and "'ngram': 3" in message.split("this config uses")[1]
+    assert message.endswith("append with the settings the table was made with, or start a new table (or --mode "
+                            "overwrite)")
+    assert sorted((table / "_tweetmill" / "cache").iterdir()) == steps  # nothing was ingested
+    again = _write_jsonl(tmp_path / "b.jsonl", [_v2(1, "a first tweet about the weather today!")])
+    assert pipeline.run([str(again)], table, load_config(stages=stages))["output_records"] == 0  # a near duplicate
+    assert pipeline.run([str(src)], table, other, mode="overwrite")["version"] == 2
+    assert pipeline.run([str(again)], table, other)["version"] == 3
+
+
 def test_reject_rate_limit_publishes_nothing_and_names_the_files(tmp_path):
     src = _write_jsonl(tmp_path / "bad.jsonl", [_v2(0, "ok")], raw_lines=[b"{nope", b"[1,", b"\xff\xfe"])
     good = _write_jsonl(tmp_path / "good.jsonl", [_v2(i, f"fine {i}") for i in range(1, 5)])

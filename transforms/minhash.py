@@ -305,12 +305,21 @@ def history_state(
     return table.replace_schema_metadata(_state_meta(num_perm, seed, ngram))
 
 
-def history_signatures(state: pa.Table, *, num_perm: int, seed: int, ngram: int) -> np.ndarray:
-    """The (rows, num_perm) signatures of a persisted state; refuses state made with another scheme."""
-    meta = (state.schema.metadata or {}).get(b"tweetmill.minhash")
+def check_history_scheme(schema: pa.Schema, *, num_perm: int, seed: int, ngram: int) -> None:
+    """ValueError when persisted state with this schema was made with another scheme: its signatures cannot be
+    compared with this run's."""
+    meta = (schema.metadata or {}).get(b"tweetmill.minhash")
     expected = _state_meta(num_perm, seed, ngram)[b"tweetmill.minhash"]
     if meta is None or json.loads(meta) != json.loads(expected):
-        raise ValueError(f"MinHash history was written with {meta!r}, this run uses {expected!r}: rebuild the history")
+        made = json.loads(meta) if meta is not None else "an unknown scheme"
+        raise ValueError(f"the table's MinHash history was made with {made}, this config uses "
+                         f"{json.loads(expected)}: append with the settings the table was made with, or start a new "
+                         "table (or --mode overwrite)")
+
+
+def history_signatures(state: pa.Table, *, num_perm: int, seed: int, ngram: int) -> np.ndarray:
+    """The (rows, num_perm) signatures of a persisted state; refuses state made with another scheme."""
+    check_history_scheme(state.schema, num_perm=num_perm, seed=seed, ngram=ngram)
     column = state.column("signature").combine_chunks()
     return np.frombuffer(column.buffers()[1], dtype=np.uint32)[
         column.offset * num_perm : (column.offset + len(column)) * num_perm

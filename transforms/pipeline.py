@@ -179,12 +179,8 @@ class Curation:
         """A dedupe stage's state of the rows the table already holds (append runs only), and the runs it covers."""
         if self.annotate_only or self.mode == "overwrite" or not isinstance(stage, DedupeStage):
             return None, []
-        folder = publish.sidecar(self.table, "history") / stage.name
-        if not folder.exists() or not publish.table_exists(self.table):
-            return None, []
-        published = {Path(u).parent.name for u in DeltaTable(str(self.table)).file_uris()}
-        published.discard(self.own_version().get("run_id"))
-        files = sorted(f for f in folder.glob("*.parquet") if f.stem in published)
+        own = self.own_version().get("run_id")
+        files = [f for f in history_files(self.table, stage.name) if f.stem != own]
         if not files:
             return None, []
         return pa.concat_tables([pq.read_table(f) for f in files]), [f.stem for f in files]
@@ -375,7 +371,9 @@ class Curation:
 def preflight(config: PipelineConfig, table: str | Path | None = None, mode: Mode = "append") -> list:
     """The configured stages, each checked for what it needs from this environment (SetupError if missing); a
     standalone Spark master, checked for being there (ConfigError); and, for an append, the table's columns, which
-    must be the ones these stages publish (ConfigError: the commit would refuse them after all the work)."""
+    must be the ones these stages publish (ConfigError: the commit would refuse them after all the work), and each
+    dedupe stage's state of the published rows, which must have been made as this run makes it (ConfigError: the
+    stage would refuse it mid-run)."""
     if config.engine == "spark":
         from transforms.engines.spark_session import SparkOptions
 
@@ -397,7 +395,23 @@ def preflight(config: PipelineConfig, table: str | Path | None = None, mode: Mod
                                         "same columns, other order" if not extra and not missing else "") if p)
                 + f"): append with the stages its versions ran ({', '.join(previous_stages(Path(table)))}), "
                 "or write to a new table or with --mode overwrite")
+        for stage in (s for s in stages if isinstance(s, DedupeStage)):  # its state of the published rows must be
+            for f in history_files(Path(table), stage.name):  # comparable with this run's rows (footers only)
+                try:
+                    stage.check_history(pq.read_schema(f))
+                except ValueError as e:
+                    raise ConfigError(f"{stage.name}: {e}") from None
     return stages
+
+
+def history_files(table: Path, stage_name: str) -> list[Path]:
+    """A dedupe stage's persisted state of the table's published rows: the files of the runs whose shards it holds
+    (a run that failed after writing its state left a file that does not count)."""
+    folder = publish.sidecar(table, "history") / stage_name
+    if not folder.exists() or not publish.table_exists(table):
+        return []
+    published = {Path(u).parent.name for u in DeltaTable(str(table)).file_uris()}
+    return sorted(f for f in folder.glob("*.parquet") if f.stem in published)
 
 
 def published_columns(stages: Sequence) -> list[str]:

@@ -181,10 +181,19 @@ def history_state(ids: pa.Array, created_at: pa.Array, vectors: np.ndarray, pres
     return table.replace_schema_metadata(_state_meta(max_length))
 
 
-def history_vectors(state: pa.Table, *, max_length: int) -> np.ndarray:
-    """The int8 vectors of a persisted state; refuses state encoded otherwise."""
-    meta = (state.schema.metadata or {}).get(b"tweetmill.semantic")
+def check_history_encoding(schema: pa.Schema, *, max_length: int) -> None:
+    """ValueError when persisted state with this schema was encoded otherwise: its vectors cannot be compared with
+    this run's."""
+    meta = (schema.metadata or {}).get(b"tweetmill.semantic")
     expected = _state_meta(max_length)[b"tweetmill.semantic"]
     if meta is None or json.loads(meta) != json.loads(expected):
-        raise ValueError(f"semantic history was written with {meta!r}, this run uses {expected!r}: rebuild the history")
+        made = json.loads(meta) if meta is not None else "an unknown encoding"
+        raise ValueError(f"the table's semantic history was made with {made}, this config and install use "
+                         f"{json.loads(expected)}: append with the settings and encoder the table was made with, or "
+                         "start a new table (or --mode overwrite)")
+
+
+def history_vectors(state: pa.Table, *, max_length: int) -> np.ndarray:
+    """The int8 vectors of a persisted state; refuses state encoded otherwise."""
+    check_history_encoding(state.schema, max_length=max_length)
     return vectors_of(state.column("vector"))[0]

@@ -131,6 +131,10 @@ class DedupeStage(Stage):
     def history_payload(self, state: pa.Table) -> np.ndarray | None:
         return None
 
+    def check_history(self, schema: pa.Schema) -> None:
+        """ValueError when persisted state with this schema was made otherwise than this stage makes it (checked
+        before a run starts, from the files' footers)."""
+
 
 def one_key_per_row(keys: np.ndarray) -> pa.Table:
     """keys() of a stage whose rows each have one key (band 0): row i's key is keys[i]."""

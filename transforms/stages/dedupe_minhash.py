@@ -89,6 +89,10 @@ class DedupeMinHash(DedupeStage):
         cfg = self.config
         return minhash.history_keys(state, cfg.lsh, num_perm=cfg.num_perm, seed=cfg.seed, ngram=cfg.ngram)
 
+    def check_history(self, schema: pa.Schema) -> None:
+        cfg = self.config
+        minhash.check_history_scheme(schema, num_perm=cfg.num_perm, seed=cfg.seed, ngram=cfg.ngram)
+
     def history_payload(self, state: pa.Table) -> np.ndarray | None:
         """Signatures of persisted rows, to verify candidate pairs against them."""
         cfg = self.config

@@ -110,5 +110,8 @@ class DedupeSemantic(DedupeStage):
         vectors = semantic.history_vectors(state, max_length=self.config.max_length)
         return semantic.lsh_keys(vectors, np.ones(len(vectors), dtype=bool), self.config.lsh, self.config.seed)
 
+    def check_history(self, schema: pa.Schema) -> None:
+        semantic.check_history_encoding(schema, max_length=self.config.max_length)
+
     def history_payload(self, state: pa.Table) -> np.ndarray:
         return semantic.history_vectors(state, max_length=self.config.max_length)
