@@ -27,7 +27,7 @@ from transforms.readers.base import InputError, Part
 from transforms.readers.jsonl import Lines, first_spec, line_chunks, line_spec, loads, read_jsonl
 from transforms.readers.parquet import read_parquet
 from transforms.readers.reader import BOM, detect, read_file
-from transforms.readers.sources import BrokenStream, compression_of, open_input, open_raw
+from transforms.readers.sources import BrokenStream, compression_of, file_size, open_input, open_raw
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,7 @@ def plan_pieces(files: Sequence[str], options) -> list[Piece]:
 def _file_pieces(path: str, options) -> list[Piece]:
     whole = [Piece(path)]
     try:
-        with open_raw(path) as raw:
-            size = raw.seek(0, 2)
+        size = file_size(path)
         if size <= options.piece_bytes:
             return whole
         stream = open_input(path)

@@ -135,6 +135,11 @@ def _stat(path: str) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def file_size(path: str) -> int:
+    """Stored bytes, from the file system's metadata (the file is not opened)."""
+    return _stat(path)[0]
+
+
 def fingerprint(path: str) -> str:
     """Cheap and stable: size, mtime and an xxh64 of the first and last 64 KiB of the stored bytes."""
     try:
