@@ -29,7 +29,8 @@ from transforms.config import load_config
 from transforms.engines import make_engine, spark_session
 from transforms.engines.polars import PolarsEngine
 from transforms.engines.staging import read_part
-from transforms.readers import ReaderOptions
+from transforms.readers import ReaderOptions, expand_inputs
+from transforms.readers.pieces import plan_pieces
 from transforms.stages import CATALOGUE, stage_class
 from transforms.stages.normalize import Normalize
 from transforms.steps import MARKER
@@ -176,6 +177,8 @@ def test_files_read_in_pieces_ingest_as_on_polars(engine, tmp_path):
     data[column.data_page_offset : column.data_page_offset + 16] = b"\xff" * 16
     (raw / "b.parquet").write_bytes(bytes(data))
     options = ReaderOptions(piece_bytes=8 << 10)
+    modes = [p.mode for p in plan_pieces(expand_inputs([str(raw)]), options)]
+    assert modes.count("lines") > 10 and modes.count("parquet") > 2
     results = {}
     for name, engine_options in (("polars", {}), engine):
         run = make_engine(name, part_rows=PART_ROWS, **engine_options)
