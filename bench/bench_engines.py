@@ -84,22 +84,28 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def measure(inputs: list[Path], table: Path, engine: str, options: dict, stages: list[str]) -> dict:
+def run_script(script: str, args: list[str], what: str, **env: str) -> dict:
+    """Run a Python `script` in its own process; the JSON object it prints last, with the peak summed resident
+    memory of its process tree (sampled every 0.2 s) as peak_rss_gb."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "HF_HUB_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-c", RUN, ",".join(map(str, inputs)), str(table), engine, json.dumps(options),
-            ",".join(stages)]
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+           "DO_NOT_TRACK": "1", "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _tree_rss(proc.pid))
         time.sleep(0.2)
     out, err = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(f"{engine} run failed:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    return result | {"engine": engine, "wall": time.perf_counter() - started, "peak_rss_gb": peak / 2**30,
+        raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1]) | {"peak_rss_gb": peak / 2**30}
+
+
+def measure(inputs: list[Path], table: Path, engine: str, options: dict, stages: list[str]) -> dict:
+    started = time.perf_counter()
+    result = run_script(RUN, [",".join(map(str, inputs)), str(table), engine, json.dumps(options), ",".join(stages)],
+                        f"{engine} run")
+    return result | {"engine": engine, "wall": time.perf_counter() - started,
                      "tweets_per_s": result["rows_in"] / result["seconds"]}
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_engines import _tree_rss  # noqa: E402
+from bench.bench_engines import run_script  # noqa: E402
 from bench.corpus import corpus_file  # noqa: E402
 
 RUN = """
@@ -52,19 +50,9 @@ print(json.dumps({"seconds": seconds, "records": result.records, "rejected": res
 
 
 def measure(path: Path, out: Path, engine: str, options: dict, piece_bytes: int, arrow_threads: int | None) -> dict:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT)}
-    if arrow_threads:
-        env["OMP_NUM_THREADS"] = str(arrow_threads)
-    args = [sys.executable, "-c", RUN, str(path), str(out), engine, json.dumps(options), str(piece_bytes)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss(proc.pid))
-        time.sleep(0.2)
-    stdout, stderr = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"{engine} ingest failed:\n{stderr[-3000:]}")
-    return json.loads(stdout.strip().splitlines()[-1]) | {"peak_rss_gb": peak / 2**30}
+    env = {"OMP_NUM_THREADS": str(arrow_threads)} if arrow_threads else {}
+    return run_script(RUN, [str(path), str(out), engine, json.dumps(options), str(piece_bytes)], f"{engine} ingest",
+                      **env)
 
 
 def main() -> None:
