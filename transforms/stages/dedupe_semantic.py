@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms import semantic
-from transforms.stages.base import DedupeStage, Resources, SetupError, StageConfig, in_languages
+from transforms.encoder import DEVICE_PATTERN, check_device
+from transforms.stages.base import DedupeStage, Resources, StageConfig, in_languages
 
 
 class SemanticConfig(StageConfig):
@@ -38,7 +39,7 @@ class SemanticConfig(StageConfig):
     bands: int = Field(96, ge=1, le=512)
     rows: int = Field(20, ge=1, le=64)
     seed: int = Field(1, ge=0, lt=2**32)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: the GPU where torch sees one
+    device: str = Field("auto", pattern=DEVICE_PATTERN)  # auto: the GPU where torch sees one
     batch_size: int = Field(64, ge=1, le=4096)  # rows per forward pass (every pass has this many)
     max_length: int = Field(128, ge=16, le=512)  # word pieces kept per tweet
 
@@ -63,20 +64,8 @@ class DedupeSemantic(DedupeStage):
 
     def setup(self) -> None:
         cfg = self.config
-        self._check_device()
+        check_device(cfg.device, "settings.dedupe_semantic.device")
         self._encoder = semantic.Encoder(cfg.device, cfg.batch_size, cfg.max_length)
-
-    def _check_device(self) -> None:
-        """Where the stage runs (on a Spark cluster, the executors may hold GPUs the driver lacks)."""
-        device = self.config.device
-        if device.startswith("cuda"):
-            import torch
-
-            index = int(device.partition(":")[2] or 0)
-            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-                raise SetupError(f"dedupe_semantic: device {device!r}, but torch sees "
-                                 f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} GPU here: "
-                                 "set settings.dedupe_semantic.device to auto (a GPU where there is one) or cpu")
 
     def annotate(self, table: pa.Table) -> pa.Table:
         """The embedding of every row that takes part (null for the others), computed once: keys, payload and
