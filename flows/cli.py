@@ -252,7 +252,8 @@ def cmd_train(args) -> int:
     data = Path(args.data)
     if not data.is_dir():
         raise InputError(f"training data folder not found: {data}")
-    metrics = train(data, Path(args.out), seed=args.seed)
+    extra = {"transformer_out": Path(args.transformer_out)} if getattr(args, "transformer_out", None) else {}
+    metrics = train(data, Path(args.out), seed=args.seed, **extra)
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         tr.add_argument("--data", default=str(Path.cwd().parent / "shared" / "data"), help="folder of the training data sets")
         tr.add_argument("--out", default=str(models / sub_dir), help="where to write the model, its metrics and card")
         tr.add_argument("--seed", type=int, default=0)
+        if name == "train-toxicity":
+            tr.add_argument("--transformer-out", help="also save the fine-tuned MiniLM teacher here, for the stage's "
+                                                      "settings.toxicity.transformer (~90 MB)")
         tr.set_defaults(func=cmd_train)
 
     s = sub.add_parser("serve", help="serve the scheduled landing-folder deployment from this process")

@@ -235,9 +235,16 @@ def test_training_is_reproducible(tmp_path):
         quantization=Quantization(cutoff=5_000),
         teacher=TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=16, threads=1),
     )
-    first = train_toxicity(tmp_path / "data", tmp_path / "a", seed=7, **settings)
+    first = train_toxicity(tmp_path / "data", tmp_path / "a", seed=7, transformer_out=tmp_path / "t", **settings)
     second = train_toxicity(tmp_path / "data", tmp_path / "b", seed=7, **settings)
     assert first == second  # the teacher's labels and figures too
+    # The teacher kept for the stage's transformer judges val as it did in training.
+    saved = json.loads((tmp_path / "t" / "classifier.json").read_text())
+    assert saved["val_macro_f1_offensive"] == first["teacher"]["val_macro_f1_offensive"] > 0.9
+    texts, labels = load_split(tmp_path / "data", "offensive", "val")
+    rescored = _stage(model_path=tmp_path / "a" / "toxicity.ftz", transformer={"path": tmp_path / "t", "margin": 1.0})
+    flags = rescored.annotate(pa.table({"text": texts.to_arrow()})).column("is_toxic").to_numpy(zero_copy_only=False)
+    assert abs(macro_f1(labels, flags.astype(np.float64), np.array([0.5]))[0] - saved["val_macro_f1_offensive"]) < 0.02
     assert first["pool"]["sources"]["xlm_t english train"] == 200
     assert first["pool"]["rows_used"] > 0
     assert (tmp_path / "a" / "toxicity.ftz").read_bytes() == (tmp_path / "b" / "toxicity.ftz").read_bytes()

@@ -1,5 +1,6 @@
 """Toxicity scoring with the fastText model this project trains (transforms/training/toxicity.py) and ships in
-transforms/models/ (package data, so it travels with the wheel).
+transforms/models/ (package data, so it travels with the wheel), and optionally, for the rows fastText is least
+sure of, with the fine-tuned MiniLM classifier that taught it (`transformer`: a GPU's work; see TransformerConfig).
 
 The model was trained on English TweetEval tweets only, so by default rows that language ID marked as another language
 get a null score instead of a confident guess. `prepare` and `toxic_probability` are the single definition of how
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from transforms.encoder import DEVICE_PATTERN, MODEL_FILES, Encoder, check_device
 from transforms.models import PACKAGED, Packaged, resolve_model
 from transforms.stages.base import BatchStage, Resources, StageConfig, in_languages
 
@@ -30,6 +32,8 @@ METRICS_FILE = "metrics.json"  # written beside the model by training; holds the
 TOXIC_LABEL = "__label__toxic"
 CLEAN_LABEL = "__label__clean"
 DROP_REASON = "toxic"
+TRANSFORMER_INFO = "classifier.json"  # in a saved transformer's folder: how it was made, its threshold, its figures
+TRANSFORMER_HEAD = "head.safetensors"  # beside it: the linear head over the mean-pooled encoding
 
 # Entities that survive when text did not pass through the normalize stage (TweetEval's files keep some).
 _ENTITIES = (["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"], ["&", "<", ">", '"', "'"])
@@ -83,6 +87,68 @@ def tuned_threshold(model_path: Path) -> float:
     return float(json.loads(metrics.read_text())["threshold"])
 
 
+def transformer_text(text: pl.Expr) -> pl.Expr:
+    """Tweet text as the transformer learnt it, TweetEval's: mentions are `@user` and links are gone. (The word
+    pieces are lowercased by its tokenizer.)"""
+    return (
+        text.str.replace_all(r"(?i)\b(?:https?://|www\.)\S+", "")
+        .str.replace_all(r"@\w+", "@user")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def onto_threshold(probs: np.ndarray, judged_at: float, threshold: float) -> np.ndarray:
+    """Scores of a model judged at `judged_at`, moved onto a scale judged at `threshold` (piecewise linear, so the
+    order within each side is kept): a rescored row is toxic exactly when its new score reaches `threshold`, as
+    every other row is. float32, as the stage compares."""
+    p = probs.astype(np.float64)
+    moved = np.where(p < judged_at, p / judged_at * threshold,
+                     threshold + (p - judged_at) / (1.0 - judged_at) * (1.0 - threshold)).astype(np.float32)
+    at = np.float32(threshold)
+    return np.where(p < judged_at, np.minimum(moved, np.nextafter(at, np.float32(0))), np.maximum(moved, at))
+
+
+class TransformerScorer:
+    """The fine-tuned MiniLM classifier `tweetmill train-toxicity --transformer-out` saves (the fastText model's
+    teacher): P(toxic) per text, each row's score independent of its batch (transforms/encoder.py)."""
+
+    def __init__(self, folder: Path, device: str, batch_size: int):
+        import torch
+        from safetensors.torch import load_file
+
+        info = json.loads((folder / TRANSFORMER_INFO).read_text())
+        self.threshold = float(info["threshold"])
+        self._encoder = Encoder(folder, device, batch_size, int(info["max_length"]))
+        head = torch.nn.Linear(self._encoder.hidden_size, 2)
+        head.load_state_dict(load_file(str(folder / TRANSFORMER_HEAD)))
+        self._head = head.to(self._encoder.device).eval()
+        self._softmax = torch.softmax
+
+    def probability(self, texts: pl.Series) -> np.ndarray:
+        cleaned = texts.to_frame("text").select(transformer_text(pl.col("text"))).to_series().to_list()
+        return self._encoder.apply(cleaned, lambda pooled: self._softmax(self._head(pooled), -1)[:, 1:], 1)[:, 0]
+
+
+class TransformerConfig(StageConfig):
+    """Rows whose fastText score lies within `margin` of the threshold are scored again by a transformer.
+
+    The transformer judges tweets better (TweetEval offensive val, macro-F1: fastText alone 0.7400, the transformer
+    alone 0.7701; hate 0.6479 against 0.5939: it learnt offence only) but runs ~500x slower on a CPU, so it is a GPU's
+    work at scale. fastText's confident verdicts are where most of their disagreement lies: the default band (0.3
+    around the shipped threshold 0.66) sends ~2% of everyday English tweets to it and gains ~0.006 on both val sets;
+    margin 1 sends every row (docs/benchmarks.md has the trade-off by margin).
+    """
+
+    path: Path  # a folder written by `tweetmill train-toxicity --transformer-out`
+    margin: float = Field(0.3, ge=0.0, le=1.0)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)  # auto: the GPU where torch sees one
+    batch_size: int = Field(64, ge=1, le=4096)  # rows per forward pass (every pass has this many)
+
+    def files(self) -> tuple[Path, ...]:
+        return tuple(self.path / name for name in (*MODEL_FILES, TRANSFORMER_HEAD, TRANSFORMER_INFO))
+
+
 class ToxicityConfig(StageConfig):
     model_path: Packaged | Path = PACKAGED  # "packaged" = the shipped model, resolved where the stage loads
     # None: the threshold tuned at training time (metrics.json beside the model).
@@ -92,13 +158,15 @@ class ToxicityConfig(StageConfig):
     languages: tuple[str, ...] = ("en",)
     # "drop" removes rows flagged toxic; "annotate" only adds the columns.
     action: Literal["drop", "annotate"] = "drop"
+    transformer: TransformerConfig | None = None  # None: fastText alone
 
     def model_file(self) -> Path:
         return resolve_model(self.model_path, PACKAGED_MODEL)
 
 
 class Toxicity(BatchStage):
-    """Adds `toxicity` (P(toxic), float32) and `is_toxic` (toxicity >= threshold); drops toxic rows if configured."""
+    """Adds `toxicity` (P(toxic), float32) and `is_toxic` (toxicity >= threshold); drops toxic rows if configured.
+    With a `transformer`, the rows it rescored carry its score moved onto fastText's scale (onto_threshold)."""
 
     name = "toxicity"
     Config = ToxicityConfig
@@ -109,14 +177,26 @@ class Toxicity(BatchStage):
 
     @property
     def resources(self) -> Resources:
-        return Resources(model_files=(str(self.config.model_file()),))
+        transformer = self.config.transformer
+        if transformer is None:
+            return Resources(model_files=(str(self.config.model_file()),))
+        return Resources(model_files=(str(self.config.model_file()), *map(str, transformer.files())),
+                         gpu=transformer.device != "cpu")
 
     def setup(self) -> None:
         import fasttext
 
-        path = self.config.model_file()
+        path, transformer = self.config.model_file(), self.config.transformer
         self._model = fasttext.load_model(str(path))
         self._threshold = self.config.threshold if self.config.threshold is not None else tuned_threshold(path)
+        self._transformer = None
+        if transformer is not None:
+            check_device(transformer.device, "settings.toxicity.transformer.device")
+            self._transformer = TransformerScorer(transformer.path, transformer.device, transformer.batch_size)
+            # Its scores are moved onto the fastText model's scale, where the tuned threshold is the verdict's
+            # point: a stricter or looser configured threshold then applies to the rescored rows too.
+            tuned = (path.parent / METRICS_FILE).is_file()
+            self._scale = tuned_threshold(path) if tuned else self._threshold
 
     def _scored_rows(self, table: pa.Table) -> pl.Series:
         scored = pc.is_valid(table.column("text")).to_numpy(zero_copy_only=False)
@@ -129,6 +209,10 @@ class Toxicity(BatchStage):
         scored = self._scored_rows(table)
         texts = pl.from_arrow(table.column("text")).filter(scored)
         probs = toxic_probability(self._model, prepare_series(texts))
+        if self._transformer is not None:
+            unsure = np.flatnonzero(np.abs(probs - np.float32(self._threshold)) <= self.config.transformer.margin)
+            rescored = self._transformer.probability(texts.gather(unsure))
+            probs[unsure] = onto_threshold(rescored, self._transformer.threshold, self._scale)
         mask = ~scored.to_numpy()
         values = np.zeros(table.num_rows, dtype=np.float32)
         values[~mask] = probs

