@@ -134,10 +134,11 @@ class TransformerConfig(StageConfig):
     """Rows whose fastText score lies within `margin` of the threshold are scored again by a transformer.
 
     The transformer judges tweets better (TweetEval offensive val, macro-F1: fastText alone 0.7400, the transformer
-    alone 0.7701; hate 0.6479 against 0.5939: it learnt offence only) but runs ~500x slower on a CPU, so it is a GPU's
-    work at scale. fastText's confident verdicts are where most of their disagreement lies: the default band (0.3
-    around the shipped threshold 0.66) sends ~2% of everyday English tweets to it and gains ~0.006 on both val sets;
-    margin 1 sends every row (docs/benchmarks.md has the trade-off by margin).
+    alone 0.7701; hate 0.6479 against 0.5939: it learnt offence only) but runs ~500x slower on a CPU (~80 tweets per
+    core-second). fastText's confident verdicts are where most of their disagreement lies: the default band (0.3
+    around the shipped threshold 0.66) sends ~2% of everyday English tweets to it (the stage then does ~3,400 tweets
+    per CPU-second) and gains ~0.006 on both val sets; margin 1 sends every row, a GPU's work at scale
+    (docs/benchmarks.md has the trade-off by margin).
     """
 
     path: Path  # a folder written by `tweetmill train-toxicity --transformer-out`
