@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from transforms.engines.staging import write_part
@@ -33,3 +34,28 @@ def write_parts(table: pa.Table, folder: Path, rows_per_part: int) -> list[Path]
         write_part(table.slice(start, rows_per_part), path)
         parts.append(path)
     return parts
+
+
+SYNTHETIC_WORDS = np.array("table garden river morning coffee music window train paper bread summer city phone street "
+                           "light game friend school water chair cloud market bridge apple".split())
+SYNTHETIC_INSULTS = np.array(["idiot", "moron", "scum", "loser"])
+
+
+def synthetic_toxic_tweets(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """Everyday words, and for the toxic half an insult (real words, so a briefly fine-tuned MiniLM learns them)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    words = [" ".join(row) for row in rng.choice(SYNTHETIC_WORDS, size=(n, 7))]
+    return [w + (f" you {rng.choice(SYNTHETIC_INSULTS)}" if y else "") for w, y in zip(words, labels)], labels
+
+
+def small_toxicity_transformer(folder: Path):
+    """A toxicity transformer as `train-toxicity --transformer-out` saves one, fine-tuned for one short epoch on
+    synthetic tweets (~10 s on a CPU). Returns the teacher, whose predictions the saved files should reproduce."""
+    from transforms.training.teacher import Teacher, TeacherSettings
+
+    texts, labels = synthetic_toxic_tweets(400, 0)
+    teacher = Teacher(TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=24, threads=1), seed=3)
+    teacher.fit(texts, labels)
+    teacher.save(folder, val_macro_f1_offensive=0.5)
+    return teacher

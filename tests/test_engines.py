@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import tweets, write_parts
+from tests.helpers import small_toxicity_transformer, synthetic_toxic_tweets, tweets, write_parts
 from transforms import demo, pipeline, publish
 from transforms.config import load_config
 from transforms.engines import make_engine, spark_session
@@ -33,6 +33,7 @@ from transforms.readers import ReaderOptions, expand_inputs
 from transforms.readers.pieces import plan_pieces
 from transforms.stages import CATALOGUE, stage_class
 from transforms.stages.normalize import Normalize
+from transforms.stages.toxicity import Toxicity, ToxicityConfig
 from transforms.steps import MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -313,6 +314,26 @@ def test_chained_near_duplicates_group_as_on_polars(engine, tmp_path):
     assert ref_rows.num_rows == 2  # one row kept per chain
     assert counts == ref_counts
     assert _differences(ref_rows, rows_) == [] and _differences(ref_drops, drops) == []
+
+
+@pytest.mark.slow
+def test_toxicity_transformer_scores_as_on_polars(engine, tmp_path):
+    """The transformer's scores do not depend on how an engine batches rows (transforms/encoder.py), so its
+    verdicts, scores and drops are polars' on every engine."""
+    texts, _ = synthetic_toxic_tweets(150, 4)
+    texts += ["you are a fucking idiot", "@Someone what a moron https://t.co/x1", "have a lovely day", ""]
+    rows = [{"id": str(500 + i), "text": text, "created_at": i, "source_line": i + 1} for i, text in enumerate(texts)]
+    normalized = PolarsEngine(part_rows=40).run_stage(
+        Normalize(), write_parts(tweets(rows), tmp_path / "in", 40), tmp_path / "normalized", False).parts
+    small_toxicity_transformer(tmp_path / "transformer")
+    stage = Toxicity(ToxicityConfig(transformer={"path": tmp_path / "transformer", "margin": 1.0, "device": "cpu"}))
+    results = {}
+    for runner in (PolarsEngine(part_rows=40), make_engine(engine[0], part_rows=40, **engine[1])):
+        result = runner.run_stage(stage, normalized, tmp_path / runner.name, False)
+        results[runner.name] = (_parts(result.parts), _read_folder_or_file(result.drops), result.drop_reasons)
+    (ref_rows, ref_drops, ref_counts), (rows_, drops, counts) = results["polars"], results[engine[0]]
+    assert 0 < counts.get("toxic", 0) < len(texts) and counts == ref_counts
+    assert _differences(_sorted(ref_rows), _sorted(rows_)) == [] and _differences(_sorted(ref_drops), _sorted(drops)) == []
 
 
 def _free_port() -> int:

@@ -1,5 +1,6 @@
 """The toxicity stage's transformer: the fine-tuned MiniLM teacher, saved by training, rescoring the rows fastText is
-least sure of. A small teacher is fine-tuned here on synthetic tweets (real words as markers, ~10 s)."""
+least sure of. A small teacher is fine-tuned here on synthetic tweets (real words as markers, ~10 s;
+tests/helpers.py)."""
 
 import pickle
 
@@ -9,6 +10,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from tests.helpers import small_toxicity_transformer, synthetic_toxic_tweets
 from transforms.config import PipelineConfig
 from transforms.stages.base import SetupError
 from transforms.stages.toxicity import (
@@ -19,28 +21,12 @@ from transforms.stages.toxicity import (
     onto_threshold,
     transformer_text,
 )
-from transforms.training.teacher import Teacher, TeacherSettings
-
-WORDS = np.array("table garden river morning coffee music window train paper bread summer city phone street light "
-                 "game friend school water chair cloud market bridge apple".split())
-INSULTS = np.array(["idiot", "moron", "scum", "loser"])
-
-
-def _tweets(n: int, seed: int) -> tuple[list[str], np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    words = [" ".join(row) for row in rng.choice(WORDS, size=(n, 7))]
-    return [w + (f" you {rng.choice(INSULTS)}" if y else "") for w, y in zip(words, labels)], labels
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    texts, labels = _tweets(400, 0)
-    teacher = Teacher(TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=24, threads=1), seed=3)
-    teacher.fit(texts, labels)
     folder = tmp_path_factory.mktemp("transformer")
-    teacher.save(folder, val_macro_f1_offensive=0.5)
-    return teacher, folder
+    return small_toxicity_transformer(folder), folder
 
 
 def _stage(folder=None, margin=0.2, **settings) -> Toxicity:
@@ -51,7 +37,7 @@ def _stage(folder=None, margin=0.2, **settings) -> Toxicity:
 
 
 def _mixed() -> list[str]:
-    texts, _ = _tweets(60, 1)
+    texts, _ = synthetic_toxic_tweets(60, 1)
     return texts + ["you are a fucking idiot", "have a lovely day", "@Someone what a moron https://t.co/x1", "", "ok"]
 
 
@@ -74,7 +60,7 @@ def test_transformer_text_is_tweeteval_shaped():
 
 def test_the_saved_transformer_scores_as_the_teacher_did(trained):
     teacher, folder = trained
-    texts, labels = _tweets(80, 2)
+    texts, labels = synthetic_toxic_tweets(80, 2)
     scorer = TransformerScorer(folder, "cpu", 8)
     assert scorer.threshold == 0.5
     got = scorer.probability(pl.Series(texts))
