@@ -126,6 +126,16 @@ def test_the_transformer_travels_by_its_settings_and_is_checked(trained, tmp_pat
     settings = {"toxicity": {"transformer": {"path": str(tmp_path / "nowhere")}}}
     with pytest.raises(ValueError, match="toxicity: model file not found: .*nowhere"):
         PipelineConfig(stages=["normalize", "toxicity"], settings=settings)
+    empty = stage.annotate(pa.table({"text": pa.array([], pa.string())}))
+    assert empty.num_rows == 0 and empty.schema.equals(pa.schema(Toxicity.writes))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for name in folder.iterdir():
+        (foreign / name.name).symlink_to(name)
+    (foreign / TRANSFORMER_INFO).unlink()
+    (foreign / TRANSFORMER_INFO).write_text("{}")
+    with pytest.raises(ValueError, match="has no 'threshold': not a transformer saved by `tweetmill train-toxicity"):
+        Toxicity(ToxicityConfig(transformer={"path": foreign})).ensure_setup()
     import torch
 
     if not torch.cuda.is_available():

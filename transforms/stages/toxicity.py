@@ -1,6 +1,6 @@
 """Toxicity scoring with the fastText model this project trains (transforms/training/toxicity.py) and ships in
 transforms/models/ (package data, so it travels with the wheel), and optionally, for the rows fastText is least
-sure of, with the fine-tuned MiniLM classifier that taught it (`transformer`: a GPU's work; see TransformerConfig).
+sure of, with the fine-tuned MiniLM classifier that taught it (`transformer`; TransformerConfig says what it costs).
 
 The model was trained on English TweetEval tweets only, so by default rows that language ID marked as another language
 get a null score instead of a confident guess. `prepare` and `toxic_probability` are the single definition of how
@@ -118,6 +118,10 @@ class TransformerScorer:
         from safetensors.torch import load_file
 
         info = json.loads((folder / TRANSFORMER_INFO).read_text())
+        missing = [key for key in ("threshold", "max_length") if key not in info]
+        if missing:
+            raise ValueError(f"{folder / TRANSFORMER_INFO} has no {missing[0]!r}: not a transformer saved by "
+                             "`tweetmill train-toxicity --transformer-out`")
         self.threshold = float(info["threshold"])
         self._encoder = Encoder(folder, device, batch_size, int(info["max_length"]))
         head = torch.nn.Linear(self._encoder.hidden_size, 2)

