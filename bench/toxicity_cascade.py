@@ -3,7 +3,7 @@
     .venv/bin/python bench/toxicity_cascade.py --transformer DIR [--margins 0.1 0.2 0.3 1] [--data ../shared/data]
                                                [--device cpu] [--json out.json]
 
-DIR is a folder written by `tweetmill train-toxicity --transformer-out DIR`. For fastText alone and for each margin:
+DIR is a folder written by `tweetmill train-toxicity-transformer --out DIR`. For fastText alone and for each margin:
 macro-F1 of the stage's `is_toxic` on TweetEval offensive and hate val (evaluation only; nothing here is tuned), the
 share of rows the transformer saw there, the share it would see on the ~100k unlabeled English tweets of the shared
 data (its cost on tweets not picked for offence; fastText alone decides that share, so it costs nothing to count),

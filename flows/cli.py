@@ -247,13 +247,14 @@ def cmd_vacuum(args) -> int:
 def cmd_train(args) -> int:
     if args.command == "train-toxicity":
         from transforms.training.toxicity import train_toxicity as train
+    elif args.command == "train-toxicity-transformer":
+        from transforms.training.toxicity import train_transformer as train
     else:
         from transforms.training.langid import train_langid_supplement as train
     data = Path(args.data)
     if not data.is_dir():
         raise InputError(f"training data folder not found: {data}")
-    extra = {"transformer_out": Path(args.transformer_out)} if getattr(args, "transformer_out", None) else {}
-    metrics = train(data, Path(args.out), seed=args.seed, **extra)
+    metrics = train(data, Path(args.out), seed=args.seed)
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -319,15 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     vac.set_defaults(func=cmd_vacuum)
 
     models = Path(__file__).resolve().parents[1] / "transforms" / "models"  # package data: beside the code
-    for name, what, sub_dir in (("train-toxicity", "the toxicity model (TweetEval train and a MiniLM teacher; ~1 h on 2 cores)", "toxicity"),
-                                ("train-langid", "the supplementary language-ID model", "langid")):
+    for name, what, sub_dir in (
+        ("train-toxicity", "the toxicity model (TweetEval train and a MiniLM teacher; ~1 h on 2 cores)", "toxicity"),
+        ("train-toxicity-transformer", "the toxicity stage's optional transformer (its fastText model's MiniLM "
+                                       "teacher, alone; ~20 min on 2 cores, ~90 MB)", None),
+        ("train-langid", "the supplementary language-ID model", "langid"),
+    ):
         tr = sub.add_parser(name, help=f"retrain {what}, reproducibly (seeded)")
         tr.add_argument("--data", default=str(Path.cwd().parent / "shared" / "data"), help="folder of the training data sets")
-        tr.add_argument("--out", default=str(models / sub_dir), help="where to write the model, its metrics and card")
+        if sub_dir is None:  # not package data: the user keeps it where settings.toxicity.transformer.path names
+            tr.add_argument("--out", required=True, help="folder to write the model and its classifier.json to")
+        else:
+            tr.add_argument("--out", default=str(models / sub_dir), help="where to write the model, its metrics and card")
         tr.add_argument("--seed", type=int, default=0)
-        if name == "train-toxicity":
-            tr.add_argument("--transformer-out", help="also save the fine-tuned MiniLM teacher here, for the stage's "
-                                                      "settings.toxicity.transformer (~90 MB)")
         tr.set_defaults(func=cmd_train)
 
     s = sub.add_parser("serve", help="serve the scheduled landing-folder deployment from this process")

@@ -50,7 +50,7 @@ def synthetic_toxic_tweets(n: int, seed: int) -> tuple[list[str], np.ndarray]:
 
 
 def small_toxicity_transformer(folder: Path):
-    """A toxicity transformer as `train-toxicity --transformer-out` saves one, fine-tuned for one short epoch on
+    """A toxicity transformer as `tweetmill train-toxicity-transformer` saves one, fine-tuned for one short epoch on
     synthetic tweets (~10 s on a CPU). Returns the teacher, whose predictions the saved files should reproduce."""
     from transforms.training.teacher import Teacher, TeacherSettings
 

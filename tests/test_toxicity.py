@@ -19,6 +19,7 @@ from transforms.training.toxicity import (
     macro_f1,
     stratified_folds,
     train_toxicity,
+    train_transformer,
 )
 from transforms.training.teacher import TeacherSettings
 
@@ -235,16 +236,20 @@ def test_training_is_reproducible(tmp_path):
         quantization=Quantization(cutoff=5_000),
         teacher=TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=16, threads=1),
     )
-    first = train_toxicity(tmp_path / "data", tmp_path / "a", seed=7, transformer_out=tmp_path / "t", **settings)
+    first = train_toxicity(tmp_path / "data", tmp_path / "a", seed=7, **settings)
     second = train_toxicity(tmp_path / "data", tmp_path / "b", seed=7, **settings)
     assert first == second  # the teacher's labels and figures too
-    # The teacher kept for the stage's transformer judges val as it did in training.
-    saved = json.loads((tmp_path / "t" / "classifier.json").read_text())
-    assert saved["val_macro_f1_offensive"] == first["teacher"]["val_macro_f1_offensive"] > 0.9
+    # The teacher trained alone, for the stage's transformer, is that teacher: the same val figure, to the digit.
+    tiny = settings["teacher"]
+    saved = [train_transformer(tmp_path / "data", tmp_path / f"t{i}", seed=7, teacher=tiny) for i in (1, 2)]
+    assert saved[0] == saved[1] == json.loads((tmp_path / "t1" / "classifier.json").read_text())
+    assert saved[0]["val_macro_f1"]["offensive"] == first["teacher"]["val_macro_f1_offensive"] > 0.9
+    for name in ("model.safetensors", "head.safetensors"):
+        assert (tmp_path / "t1" / name).read_bytes() == (tmp_path / "t2" / name).read_bytes()
     texts, labels = load_split(tmp_path / "data", "offensive", "val")
-    rescored = _stage(model_path=tmp_path / "a" / "toxicity.ftz", transformer={"path": tmp_path / "t", "margin": 1.0})
+    rescored = _stage(model_path=tmp_path / "a" / "toxicity.ftz", transformer={"path": tmp_path / "t1", "margin": 1.0})
     flags = rescored.annotate(pa.table({"text": texts.to_arrow()})).column("is_toxic").to_numpy(zero_copy_only=False)
-    assert abs(macro_f1(labels, flags.astype(np.float64), np.array([0.5]))[0] - saved["val_macro_f1_offensive"]) < 0.02
+    assert abs(macro_f1(labels, flags.astype(np.float64), np.array([0.5]))[0] - saved[0]["val_macro_f1"]["offensive"]) < 0.02
     assert first["pool"]["sources"]["xlm_t english train"] == 200
     assert first["pool"]["rows_used"] > 0
     assert (tmp_path / "a" / "toxicity.ftz").read_bytes() == (tmp_path / "b" / "toxicity.ftz").read_bytes()

@@ -141,3 +141,13 @@ def test_the_transformer_travels_by_its_settings_and_is_checked(trained, tmp_pat
     if not torch.cuda.is_available():
         with pytest.raises(SetupError, match="settings.toxicity.transformer.device is 'cuda', but torch sees no GPU"):
             Toxicity(ToxicityConfig(transformer={"path": folder, "device": "cuda"})).ensure_setup()
+
+
+def test_the_cli_trains_it_into_a_folder_the_user_names(capsys):
+    from flows.cli import build_parser, cmd_train
+
+    args = build_parser().parse_args(["train-toxicity-transformer", "--out", "somewhere", "--seed", "2"])
+    assert (args.func, args.out, args.seed) == (cmd_train, "somewhere", 2)
+    with pytest.raises(SystemExit):  # never into the package: ~90 MB
+        build_parser().parse_args(["train-toxicity-transformer"])
+    assert "--out" in capsys.readouterr().err

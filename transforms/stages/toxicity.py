@@ -110,7 +110,7 @@ def onto_threshold(probs: np.ndarray, judged_at: float, threshold: float) -> np.
 
 
 class TransformerScorer:
-    """The fine-tuned MiniLM classifier `tweetmill train-toxicity --transformer-out` saves (the fastText model's
+    """The fine-tuned MiniLM classifier `tweetmill train-toxicity-transformer` saves (the fastText model's
     teacher): P(toxic) per text, each row's score independent of its batch (transforms/encoder.py)."""
 
     def __init__(self, folder: Path, device: str, batch_size: int):
@@ -121,7 +121,7 @@ class TransformerScorer:
         missing = [key for key in ("threshold", "max_length") if key not in info]
         if missing:
             raise ValueError(f"{folder / TRANSFORMER_INFO} has no {missing[0]!r}: not a transformer saved by "
-                             "`tweetmill train-toxicity --transformer-out`")
+                             "`tweetmill train-toxicity-transformer`")
         self.threshold = float(info["threshold"])
         self._encoder = Encoder(folder, device, batch_size, int(info["max_length"]))
         head = torch.nn.Linear(self._encoder.hidden_size, 2)
@@ -145,7 +145,7 @@ class TransformerConfig(StageConfig):
     (docs/benchmarks.md has the trade-off by margin).
     """
 
-    path: Path  # a folder written by `tweetmill train-toxicity --transformer-out`
+    path: Path  # a folder written by `tweetmill train-toxicity-transformer`
     margin: float = Field(0.3, ge=0.0, le=1.0)
     device: str = Field("auto", pattern=DEVICE_PATTERN)  # auto: the GPU where torch sees one
     batch_size: int = Field(64, ge=1, le=4096)  # rows per forward pass (every pass has this many)

