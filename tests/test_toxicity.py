@@ -244,7 +244,7 @@ def test_training_is_reproducible(tmp_path):
     saved = [train_transformer(tmp_path / "data", tmp_path / f"t{i}", seed=7, teacher=tiny) for i in (1, 2)]
     assert saved[0] == saved[1] == json.loads((tmp_path / "t1" / "classifier.json").read_text())
     assert saved[0]["val_macro_f1"]["offensive"] == first["teacher"]["val_macro_f1_offensive"] > 0.9
-    for name in ("model.safetensors", "head.safetensors"):
+    for name in ("model.safetensors", "head.safetensors", "tokenizer.json", "config.json"):
         assert (tmp_path / "t1" / name).read_bytes() == (tmp_path / "t2" / name).read_bytes()
     texts, labels = load_split(tmp_path / "data", "offensive", "val")
     rescored = _stage(model_path=tmp_path / "a" / "toxicity.ftz", transformer={"path": tmp_path / "t1", "margin": 1.0})

