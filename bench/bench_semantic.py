@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from transforms import semantic  # noqa: E402
+from transforms.encoder import minilm_dir  # noqa: E402
 from transforms.dedupe import find_representatives  # noqa: E402
 from transforms.stages.dedupe_semantic import DedupeSemantic, SemanticConfig  # noqa: E402
 from transforms.stages.normalize import Normalize  # noqa: E402
@@ -107,8 +108,8 @@ def main() -> None:
     stage.ensure_setup()
     from sentence_transformers import SentenceTransformer
 
-    device = semantic.Encoder(args.device).device
-    model = SentenceTransformer(str(semantic.model_dir()), device=device)
+    device = stage._encoder.device  # the device the stage chose (auto: the GPU torch sees)
+    model = SentenceTransformer(str(minilm_dir()), device=device)
     print(f"device {device}; threshold {config.threshold}; LSH {config.bands} x {config.rows}")
     for n in args.n:
         table = table_of(real_texts(args.data, n))

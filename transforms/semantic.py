@@ -16,7 +16,6 @@ import json
 import math
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -24,21 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms import encoder
-from transforms.encoder import LENGTH_STEP, MODEL_FILES, minilm_dir
+from transforms.encoder import LENGTH_STEP
 from transforms.minhash import FOLD_VERSION, band_keys, fold
 from transforms.stages.normalize import dedupe_key
 
 SCALE = 127  # unit vectors are stored as round(SCALE * x) in int8
 DIM = 384
-
-
-def model_dir() -> Path:
-    return minilm_dir()
-
-
-def model_files() -> tuple[str, ...]:
-    """The files that decide the embeddings (a changed one invalidates cached steps)."""
-    return tuple(str(model_dir() / name) for name in MODEL_FILES)
 
 
 def folded_text(text: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:

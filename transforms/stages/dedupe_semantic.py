@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms import semantic
-from transforms.encoder import DEVICE_PATTERN, check_device
+from transforms.encoder import DEVICE_PATTERN, check_device, model_files
 from transforms.stages.base import DedupeStage, Resources, StageConfig, in_languages
 
 
@@ -60,7 +60,7 @@ class DedupeSemantic(DedupeStage):
 
     @property
     def resources(self) -> Resources:
-        return Resources(model_files=semantic.model_files(), gpu=self.config.device != "cpu")
+        return Resources(model_files=tuple(map(str, model_files())), gpu=self.config.device != "cpu")
 
     def setup(self) -> None:
         cfg = self.config

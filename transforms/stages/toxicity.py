@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from transforms.encoder import DEVICE_PATTERN, MODEL_FILES, Encoder, check_device
+from transforms.encoder import DEVICE_PATTERN, Encoder, check_device, model_files
 from transforms.models import PACKAGED, Packaged, resolve_model
 from transforms.stages.base import BatchStage, Resources, StageConfig, in_languages
 
@@ -98,6 +98,11 @@ def transformer_text(text: pl.Expr) -> pl.Expr:
     )
 
 
+def unsure(probs: np.ndarray, threshold: float, margin: float) -> np.ndarray:
+    """Per row: fastText's score lies within `margin` of the threshold, so the transformer scores it again."""
+    return np.abs(probs - np.float32(threshold)) <= margin
+
+
 def onto_threshold(probs: np.ndarray, judged_at: float, threshold: float) -> np.ndarray:
     """Scores of a model judged at `judged_at`, moved onto a scale judged at `threshold` (piecewise linear, so the
     order within each side is kept): a rescored row is toxic exactly when its new score reaches `threshold`, as
@@ -151,7 +156,7 @@ class TransformerConfig(StageConfig):
     batch_size: int = Field(64, ge=1, le=4096)  # rows per forward pass (every pass has this many)
 
     def files(self) -> tuple[Path, ...]:
-        return tuple(self.path / name for name in (*MODEL_FILES, TRANSFORMER_HEAD, TRANSFORMER_INFO))
+        return (*model_files(self.path), self.path / TRANSFORMER_HEAD, self.path / TRANSFORMER_INFO)
 
 
 class ToxicityConfig(StageConfig):
@@ -215,9 +220,9 @@ class Toxicity(BatchStage):
         texts = pl.from_arrow(table.column("text")).filter(scored)
         probs = toxic_probability(self._model, prepare_series(texts))
         if self._transformer is not None:
-            unsure = np.flatnonzero(np.abs(probs - np.float32(self._threshold)) <= self.config.transformer.margin)
-            rescored = self._transformer.probability(texts.gather(unsure))
-            probs[unsure] = onto_threshold(rescored, self._transformer.threshold, self._scale)
+            rows = np.flatnonzero(unsure(probs, self._threshold, self.config.transformer.margin))
+            rescored = self._transformer.probability(texts.gather(rows))
+            probs[rows] = onto_threshold(rescored, self._transformer.threshold, self._scale)
         mask = ~scored.to_numpy()
         values = np.zeros(table.num_rows, dtype=np.float32)
         values[~mask] = probs

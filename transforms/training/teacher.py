@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from transforms.encoder import minilm_dir
+from transforms.encoder import mean_pool, minilm_dir
 from transforms.stages.toxicity import TRANSFORMER_HEAD, TRANSFORMER_INFO
 
 
@@ -60,8 +60,7 @@ class Teacher:
             texts, padding=True, truncation=True, max_length=self.settings.max_length, return_tensors="pt"
         )
         hidden = self._encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return self._head((hidden * mask).sum(1) / mask.sum(1))
+        return self._head(mean_pool(hidden, batch["attention_mask"]))
 
     def fit(self, texts: list[str], labels: np.ndarray) -> None:
         torch, s = self._torch, self.settings
