@@ -336,6 +336,24 @@ def test_toxicity_transformer_scores_as_on_polars(engine, tmp_path):
     assert _differences(_sorted(ref_rows), _sorted(rows_)) == [] and _differences(_sorted(ref_drops), _sorted(drops)) == []
 
 
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_polars_worker_processes_run_native_code_on_one_thread_each(preset, monkeypatch):
+    """The polars engine runs one worker process per core, so torch (OpenMP) in each gets one thread, as in Spark's
+    Python workers, not one per core (N x N threads oversubscribed the cores); a size the caller set is kept."""
+    import torch
+
+    from transforms.engines.polars import _worker_pool
+
+    if preset is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", preset)
+    with _worker_pool(Normalize(), 2) as pool:
+        threads = {pool.submit(torch.get_num_threads).result() for _ in range(4)}
+    assert threads == {int(preset or 1)}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -305,6 +305,11 @@ _PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multipr
 # A worker process's stage (ProcessPoolExecutor initializer): set up once, used for every part it is given.
 _worker_stage: BatchStage | None = None
 
+# Workers run one per core, so the native thread pools in them (OpenMP's: torch's, so the toxicity transformer's) get
+# one thread each, as Spark gives its Python workers, unless the caller's environment sets a size: N workers of N
+# threads each oversubscribe the cores (the transformer's annotate ran ~20% slower so on 2 cores).
+_WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+
 
 def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     """`workers` processes with `stage` set up, all started before this returns.
@@ -319,7 +324,7 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     main.__spec__ = None
     try:
         pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker,
-                                   initargs=(stage, dict(os.environ)))
+                                   initargs=(stage, _WORKER_ENVIRONMENT | dict(os.environ)))
         for _ in range(10):  # a submit starts a worker while none is idle (CPython 3.9+): a round or two starts all
             if len(getattr(pool, "_processes", None) or {}) >= workers:
                 break
