@@ -354,6 +354,23 @@ def test_polars_worker_processes_run_native_code_on_one_thread_each(preset, monk
     assert threads == {int(preset or 1)}
 
 
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_beam_worker_processes_run_native_code_on_one_thread_each(preset, monkeypatch, tmp_path):
+    """The same for the worker processes Beam's local runner starts (multi_processing): the command it is given
+    starts Python with torch on one thread, or on the caller's setting."""
+    if preset is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", preset)
+    runner, _ = make_engine("beam", part_rows=100, running_mode="multi_processing", workers=2)._runner(tmp_path)
+    command = runner._default_environment.command_string
+    probe = command.replace("-m apache_beam.runners.worker.sdk_worker_main",
+                            "-c 'import torch; print(torch.get_num_threads())'")
+    assert probe != command
+    assert subprocess.run(probe, shell=True, capture_output=True, text=True, check=True).stdout.strip() == (preset or "1")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import shlex
 import shutil
@@ -38,7 +39,7 @@ import pyarrow.parquet as pq
 
 from transforms.dedupe import pairs_upto
 from transforms.engines import BeamOptions, components, part_tasks
-from transforms.engines.common import Progress
+from transforms.engines.common import WORKER_ENVIRONMENT, Progress
 from transforms.engines.task_engine import TaskEngine, WorkerError
 from transforms.stages.base import DedupeStage
 
@@ -383,7 +384,8 @@ class BeamEngine(TaskEngine):
                 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
                 log = shlex.quote(str(work / "beam-workers.log"))
-                command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main 2>>{log}"
+                preset = "".join(f"{k}={shlex.quote(v)} " for k, v in WORKER_ENVIRONMENT.items() if k not in os.environ)
+                command = f"{preset}{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main 2>>{log}"
                 runner = FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
                 mode = "in_memory"
             args += [f"--direct_num_workers={workers}", f"--direct_running_mode={mode}",

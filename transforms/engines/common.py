@@ -15,6 +15,11 @@ from transforms.schema import DROP_SCHEMA
 Progress = Callable[[int], None]  # called with the number of rows just processed
 ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under this name until the end
 
+# Worker processes run one per core, so the native thread pools in them (OpenMP's: torch's, so the toxicity
+# transformer's) get one thread each, as Spark gives its Python workers, unless the caller's environment sets a size:
+# N workers of N threads each oversubscribe the cores (the transformer's annotate ran ~20% slower so on 2 cores).
+WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+
 
 @dataclass
 class StepResult:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from transforms.dedupe import find_representatives, preference_keys, preference_rank
 from transforms.engines.common import (
     ORIGINAL_TEXT,
+    WORKER_ENVIRONMENT,
     IngestResult,
     apply_batch_stage,
     batch_stage_output,
@@ -305,11 +306,6 @@ _PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multipr
 # A worker process's stage (ProcessPoolExecutor initializer): set up once, used for every part it is given.
 _worker_stage: BatchStage | None = None
 
-# Workers run one per core, so the native thread pools in them (OpenMP's: torch's, so the toxicity transformer's) get
-# one thread each, as Spark gives its Python workers, unless the caller's environment sets a size: N workers of N
-# threads each oversubscribe the cores (the transformer's annotate ran ~20% slower so on 2 cores).
-_WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
-
 
 def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     """`workers` processes with `stage` set up, all started before this returns.
@@ -324,7 +320,7 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     main.__spec__ = None
     try:
         pool = ProcessPoolExecutor(workers, mp_context=_PROCESSES, initializer=_start_worker,
-                                   initargs=(stage, _WORKER_ENVIRONMENT | dict(os.environ)))
+                                   initargs=(stage, WORKER_ENVIRONMENT | dict(os.environ)))
         for _ in range(10):  # a submit starts a worker while none is idle (CPython 3.9+): a round or two starts all
             if len(getattr(pool, "_processes", None) or {}) >= workers:
                 break
