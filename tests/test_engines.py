@@ -336,7 +336,6 @@ def test_toxicity_transformer_scores_as_on_polars(engine, tmp_path):
     assert _differences(_sorted(ref_rows), _sorted(rows_)) == [] and _differences(_sorted(ref_drops), _sorted(drops)) == []
 
 
-
 @pytest.mark.parametrize("preset", [None, "2"])
 def test_polars_worker_processes_run_native_code_on_one_thread_each(preset, monkeypatch):
     """The polars engine runs one worker process per core, so torch (OpenMP) in each gets one thread, as in Spark's
@@ -352,7 +351,6 @@ def test_polars_worker_processes_run_native_code_on_one_thread_each(preset, monk
     with _worker_pool(Normalize(), 2) as pool:
         threads = {pool.submit(torch.get_num_threads).result() for _ in range(4)}
     assert threads == {int(preset or 1)}
-
 
 
 @pytest.mark.parametrize("preset", [None, "2"])
