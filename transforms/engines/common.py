@@ -17,7 +17,8 @@ ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under thi
 
 # Worker processes run one per core, so the native thread pools in them (OpenMP's: torch's, so the toxicity
 # transformer's) get one thread each, as Spark gives its Python workers, unless the caller's environment sets a size:
-# N workers of N threads each oversubscribe the cores (the transformer's annotate ran ~20% slower so on 2 cores).
+# N workers of N threads each oversubscribe the cores (the transformer's annotate took 20-28% longer so on 2 cores:
+# docs/benchmarks.md).
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
 
 
