@@ -61,7 +61,6 @@ def main() -> None:
     def share(name: str, margin: float | None) -> float:
         return 0.0 if margin is None else round(float(unsure(scores[name], threshold, margin).mean()), 4)
 
-
     rows = []
     for margin in [None, *args.margins]:
         transformer = None if margin is None else {"path": args.transformer, "margin": margin, "device": args.device}

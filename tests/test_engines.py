@@ -336,37 +336,37 @@ def test_toxicity_transformer_scores_as_on_polars(engine, tmp_path):
     assert _differences(_sorted(ref_rows), _sorted(rows_)) == [] and _differences(_sorted(ref_drops), _sorted(drops)) == []
 
 
-@pytest.mark.parametrize("preset", [None, "2"])
-def test_polars_worker_processes_run_native_code_on_one_thread_each(preset, monkeypatch):
+@pytest.fixture(params=[None, "2"], ids=["unset", "set-to-2"])
+def omp_threads(request, monkeypatch) -> str | None:
+    """The caller's OMP_NUM_THREADS: unset, or 2."""
+    if request.param is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", request.param)
+    return request.param
+
+
+def test_polars_worker_processes_run_native_code_on_one_thread_each(omp_threads):
     """The polars engine runs one worker process per core, so torch (OpenMP) in each gets one thread, as in Spark's
     Python workers, not one per core (N x N threads oversubscribed the cores); a size the caller set is kept."""
     import torch
 
     from transforms.engines.polars import _worker_pool
 
-    if preset is None:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OMP_NUM_THREADS", preset)
     with _worker_pool(Normalize(), 2) as pool:
         threads = {pool.submit(torch.get_num_threads).result() for _ in range(4)}
-    assert threads == {int(preset or 1)}
+    assert threads == {int(omp_threads or 1)}
 
 
-@pytest.mark.parametrize("preset", [None, "2"])
-def test_beam_worker_processes_run_native_code_on_one_thread_each(preset, monkeypatch, tmp_path):
+def test_beam_worker_processes_run_native_code_on_one_thread_each(omp_threads, tmp_path):
     """The same for the worker processes Beam's local runner starts (multi_processing): the command it is given
     starts Python with torch on one thread, or on the caller's setting."""
-    if preset is None:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OMP_NUM_THREADS", preset)
     runner, _ = make_engine("beam", part_rows=100, running_mode="multi_processing", workers=2)._runner(tmp_path)
     command = runner._default_environment.command_string
     probe = command.replace("-m apache_beam.runners.worker.sdk_worker_main",
                             "-c 'import torch; print(torch.get_num_threads())'")
     assert probe != command
-    assert subprocess.run(probe, shell=True, capture_output=True, text=True, check=True).stdout.strip() == (preset or "1")
+    assert subprocess.run(probe, shell=True, capture_output=True, text=True, check=True).stdout.strip() == (omp_threads or "1")
 
 
 def _free_port() -> int:

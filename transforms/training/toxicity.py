@@ -168,6 +168,12 @@ def fit(
     )
 
 
+def data_checksums(data_dir: Path, tasks: tuple[str, ...], splits: tuple[str, ...]) -> dict[str, str]:
+    """SHA-256 of the TweetEval files a model was made from, by their path under tweeteval/."""
+    return {f"{t}/{s}_{kind}.txt": sha256_file(data_dir / t / f"{s}_{kind}.txt")
+            for t in tasks for s in splits for kind in ("text", "labels")}
+
+
 def shared_root(data_dir: Path) -> Path:
     """The shared data folder (which holds tweeteval/ and the unlabeled sources), given it or its tweeteval/."""
     data_dir = Path(data_dir)
@@ -316,12 +322,7 @@ def train_toxicity(
             "rows_toxic": int(corpus.pool_labels.sum()),
         },
         "train_rows": {t: int(len(corpus.labels[t])) for t in TASKS},
-        "data_sha256": {
-            f"{t}/{s}_{kind}.txt": sha256_file(data_dir / t / f"{s}_{kind}.txt")
-            for t in TASKS
-            for s in ("train", "val")
-            for kind in ("text", "labels")
-        },
+        "data_sha256": data_checksums(data_dir, TASKS, ("train", "val")),
         "search": search,
         "versions": {p: version(p) for p in VERSIONED},
     }
@@ -343,8 +344,7 @@ def train_transformer(data_dir: Path, out_dir: Path, seed: int = 0, teacher: Tea
         texts, labels = load_split(data_dir, task, "val")
         val[task] = float(macro_f1(labels, tutor.predict(texts.to_list()), np.array([0.5]))[0])
     facts = {"trained_on": "TweetEval offensive train", "val_macro_f1": val,
-             "data_sha256": {f"offensive/train_{kind}.txt": sha256_file(data_dir / "offensive" / f"train_{kind}.txt")
-                             for kind in ("text", "labels")},
+             "data_sha256": data_checksums(data_dir, ("offensive",), ("train",)),
              "versions": {p: version(p) for p in VERSIONED if p != "fasttext-numpy2"}}
     return tutor.save(Path(out_dir), **facts)
 
