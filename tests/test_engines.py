@@ -268,6 +268,11 @@ def test_append_dedupes_against_published_rows_like_polars(corpus, engine, tmp_p
     drops = [_sorted(publish.read_log(tables[e], "drops", tables[e + "_report"]["run_id"]).drop_columns(["run_id"]))
              for e in ("polars", engine[0])]
     assert _differences(*drops) == []
+    for stage in stages[1:]:  # each dedupe stage's state of the published rows, written by the engine's workers
+        states = [pa.concat_tables(pq.read_table(f) for _, f in pipeline.history_files(tables[e], stage))
+                  for e in ("polars", engine[0])]
+        assert states[0].num_rows > ref["output_records"] and _differences(*states) == []
+        assert states[1].schema.metadata == states[0].schema.metadata
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from transforms import minhash
 from transforms.dedupe import VERIFIED_PAIRS_UPTO, find_representatives
 from transforms.engines.polars import PolarsEngine
 from transforms.engines.staging import read_part
+from transforms.stages.dedupe_exact import DedupeExact
 from transforms.stages.dedupe_minhash import DedupeMinHash, MinHashConfig
 from transforms.stages.normalize import Normalize
 
@@ -295,6 +296,25 @@ def test_history_state_round_trips_through_parquet(tmp_path):
     assert stage.history_keys(state).equals(expected)
     with pytest.raises(ValueError, match="append with the settings the table was made with"):
         DedupeMinHash(MinHashConfig(ngram=4)).history_keys(state)
+
+
+@pytest.mark.parametrize("stage", [DedupeMinHash(), DedupeExact()], ids=lambda s: s.name)
+def test_the_engine_writes_each_parts_state_as_its_own_file_in_order(tmp_path, stage):
+    """A run's history: each part's state in a file of its own, named in part order (dedupe_exact's parts computed
+    on two threads), with the scheme in its metadata; a second write replaces the first's files."""
+    texts = [f"tweet number {i} about {'rain' if i % 3 else 'the sun'} and nothing else" for i in range(9)]
+    table = table_of(texts + ["", "😂"])
+    parts = write_parts(table, tmp_path / "parts", 3)
+    folder = tmp_path / "history" / stage.name / "run"
+    (folder / "part-00009.parquet").parent.mkdir(parents=True)
+    (folder / "part-00009.parquet").write_bytes(b"a first try's file")
+    PolarsEngine(part_rows=3, threads=2).write_history(stage, parts, folder)
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(4)]
+    for part, f in zip(parts, files):
+        expected = stage.history(read_part(part))
+        assert pq.read_table(f).equals(expected) and pq.read_schema(f).metadata == expected.schema.metadata
+    assert sum(pq.read_metadata(f).num_rows for f in files) >= 9
 
 
 def test_incremental_run_drops_near_duplicates_of_published_rows():

@@ -4,11 +4,13 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -286,6 +288,24 @@ def test_append_dedupes_against_rows_already_published(tmp_path):
     assert sorted(pl.read_delta(str(table))["id"].to_list()) == ["1000", "1001", "1012"]
     overwrite = pipeline.run([str(tmp_path / "2.jsonl")], table, config, mode="overwrite")
     assert overwrite["output_records"] == 3  # a new snapshot does not dedupe against the old one
+
+
+def test_a_history_kept_as_one_file_per_run_still_dedupes_appends(tmp_path):
+    """Tables written before 2026-12-07 hold each run's dedupe state as one file, not a folder of one per part."""
+    table = tmp_path / "t"
+    config = load_config(stages=["normalize", "dedupe_minhash"])
+    text = "the quick brown fox jumps over the lazy dog near the river bank today"
+    first = pipeline.run([str(_write_jsonl(tmp_path / "1.jsonl", [_v2(0, text), _v2(1, "rain in the city")]))],
+                         table, config)
+    folder = publish.sidecar(table, "history") / "dedupe_minhash" / first["run_id"]
+    state = pa.concat_tables(pq.read_table(f) for f in sorted(folder.iterdir()))
+    shutil.rmtree(folder)
+    pq.write_table(state, folder.with_suffix(".parquet"))
+    second = pipeline.run([str(_write_jsonl(tmp_path / "2.jsonl", [_v2(10, text + "!!"), _v2(11, "a new tweet")]))],
+                          table, config)
+    drops = publish.read_log(table, "drops", second["run_id"]).to_pylist()
+    assert [(d["id"], d["dup_of"]) for d in drops] == [("1010", "1000")] and second["output_records"] == 1
+    assert [run for run, _ in pipeline.history_files(table, "dedupe_minhash")] == [first["run_id"], second["run_id"]]
 
 
 def test_a_version_names_the_models_that_judged_its_rows(tmp_path):

@@ -180,10 +180,10 @@ class Curation:
         if self.annotate_only or self.mode == "overwrite" or not isinstance(stage, DedupeStage):
             return None, []
         own = self.own_version().get("run_id")
-        files = [f for f in history_files(self.table, stage.name) if f.stem != own]
+        files = [(run, f) for run, f in history_files(self.table, stage.name) if run != own]
         if not files:
             return None, []
-        return pa.concat_tables([pq.read_table(f) for f in files]), [f.stem for f in files]
+        return pa.concat_tables([pq.read_table(f) for _, f in files]), sorted({run for run, _ in files})
 
     @functools.cached_property
     def models(self) -> list[dict]:
@@ -342,21 +342,9 @@ class Curation:
         """Persist each dedupe stage's state of the rows about to be published (named by run: a version's history
         is the files of the runs whose shards it holds, so a failed commit leaves nothing that counts)."""
         for stage in self.stages:
-            if not isinstance(stage, DedupeStage):
-                continue
-            stage.ensure_setup()
-            path = publish.sidecar(self.table, "history") / stage.name / f"{self.run_id}.parquet"
-            writer = None
-            for part in self.parts:  # part by part: the state of every row never sits in memory at once
-                state = stage.history(read_part(part))
-                if state is None:
-                    break
-                if writer is None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(path, state.schema, compression="zstd")
-                writer.write_table(state)
-            if writer is not None:
-                writer.close()
+            if isinstance(stage, DedupeStage):  # computed by the engine's workers, as the stage's own step was
+                self.engine.write_history(stage, self.parts, publish.sidecar(self.table, "history") / stage.name
+                                          / self.run_id)
 
     def write_data_card(self, report: dict) -> Path:
         from transforms import versions
@@ -396,7 +384,7 @@ def preflight(config: PipelineConfig, table: str | Path | None = None, mode: Mod
                 + f"): append with the stages its versions ran ({', '.join(previous_stages(Path(table)))}), "
                 "or write to a new table or with --mode overwrite")
         for stage in (s for s in stages if isinstance(s, DedupeStage)):  # its state of the published rows must be
-            for f in history_files(Path(table), stage.name):  # comparable with this run's rows (footers only)
+            for _, f in history_files(Path(table), stage.name):  # comparable with this run's rows (footers only)
                 try:
                     stage.check_history(pq.read_schema(f))
                 except ValueError as e:
@@ -404,14 +392,16 @@ def preflight(config: PipelineConfig, table: str | Path | None = None, mode: Mod
     return stages
 
 
-def history_files(table: Path, stage_name: str) -> list[Path]:
-    """A dedupe stage's persisted state of the table's published rows: the files of the runs whose shards it holds
-    (a run that failed after writing its state left a file that does not count)."""
+def history_files(table: Path, stage_name: str) -> list[tuple[str, Path]]:
+    """A dedupe stage's persisted state of the table's published rows, as (run, file) in run order: the files of the
+    runs whose shards it holds (a run that failed after writing its state left files that do not count). A run's
+    state is a folder of one file per part (<run>.parquet, one file, before 2026-12-07)."""
     folder = publish.sidecar(table, "history") / stage_name
     if not folder.exists() or not publish.table_exists(table):
         return []
     published = {Path(u).parent.name for u in DeltaTable(str(table)).file_uris()}
-    return sorted(f for f in folder.glob("*.parquet") if f.stem in published)
+    files = [(f.stem, f) for f in folder.glob("*.parquet")] + [(f.parent.name, f) for f in folder.glob("*/part-*.parquet")]
+    return sorted((run, f) for run, f in files if run in published)
 
 
 def published_columns(stages: Sequence) -> list[str]:

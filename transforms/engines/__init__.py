@@ -1,7 +1,8 @@
 """Engines translate stage definitions into work on one machine (polars) or a cluster (spark, beam).
 
-Each engine offers the same four operations over working parts (staging.py): ingest, run_stage, write_shards (and its name);
-the pipeline (transforms/pipeline.py) calls them and never sees engine internals.
+Each engine offers the same operations over working parts (staging.py): ingest, run_stage, write_history (a dedupe
+stage's state of the rows about to be published), write_shards (and its name); the pipeline (transforms/pipeline.py)
+calls them and never sees engine internals.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from transforms.schema import DROP_SCHEMA
 
@@ -20,6 +23,23 @@ ORIGINAL_TEXT = "_original_text"  # annotate mode keeps the input text under thi
 # N workers of N threads each oversubscribe the cores (the transformer's annotate took 20-28% longer so on 2 cores:
 # docs/benchmarks.md).
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+
+
+def replace_file(path: Path, write) -> None:
+    """Write through a private temporary name, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_history_part(folder: Path, index: int, parts: int, state: pa.Table | None) -> None:
+    """Part `index`'s share of a dedupe stage's state of the rows about to be published (Stage.history), written
+    where it was computed as <folder>/part-<index>.parquet (zstd): a run's history is one file per part, so no
+    process gathers or copies all of it. Nothing when the stage keeps no state (None)."""
+    if state is not None:
+        path = folder / f"part-{index:0{max(5, len(str(parts - 1)))}d}.parquet"
+        replace_file(path, lambda tmp: pq.write_table(state, tmp, compression="zstd"))
 
 
 @dataclass

@@ -17,9 +17,7 @@ sets up one instance per (stage, configuration) and keeps it for every later tas
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -37,6 +35,8 @@ from transforms.engines.common import (
     drop_rows,
     first_reason,
     merge_columns,
+    replace_file,
+    write_history_part,
 )
 from transforms.engines.staging import PartWriter, read_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA
@@ -97,14 +97,6 @@ def task_folder(parent: Path, index: int, width: int) -> Path:
     folder = parent / f"{index:0{width}d}"
     shutil.rmtree(folder, ignore_errors=True)
     return folder
-
-
-def replace_file(path: Path, write) -> None:
-    """Write through a private temporary name, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_table(path: Path, table: pa.Table, log_schema: pa.Schema | None = None) -> None:
@@ -456,6 +448,20 @@ class ShardTask:
 
             replace_file(Path(self.paths[k]), write)
             yield status(k, rows=rows)
+
+
+class HistoryTask:
+    """Task i: the stage's state (Stage.history) of part i's rows, the rows about to be published, written as
+    <folder>/part-<i>.parquet."""
+
+    def __init__(self, stage: Stage, parts: Sequence[str], folder: str):
+        self.stage, self.parts, self.folder = stage, list(parts), folder
+
+    def __call__(self, batches):
+        stage = worker_stage(self.stage)
+        for i in task_indexes(batches):
+            write_history_part(Path(self.folder), i, len(self.parts), stage.history(read_part(self.parts[i])))
+            yield status(i)
 
 
 def sketch_history(stage, history: pa.Table, work: Path, bits: int) -> dict:

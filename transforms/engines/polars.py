@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
 from collections import Counter, deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from transforms.engines.common import (
     drop_rows,
     first_reason,
     merge_columns,
+    write_history_part,
 )
 from transforms.engines.key_groups import KeyGroups
 from transforms.engines.staging import Compression, PartWriter, read_part, read_parts, write_part
@@ -254,6 +256,15 @@ class PolarsEngine:
         groups.close()
         out = writer.close()
         return StepResult(out, sum(sizes), writer.rows, counts, drops.close())
+
+    def write_history(self, stage: DedupeStage, parts: Sequence[Path], folder: Path) -> None:
+        """The stage's state of the rows about to be published, one file per part in `folder` (on the engine's
+        threads where the stage allows): the state of every row never sits in memory at once."""
+        stage.ensure_setup()
+        shutil.rmtree(folder, ignore_errors=True)  # a retried publish leaves no file of its first try
+        states = ordered_map(stage.history, read_parts(parts), self.threads if stage.thread_safe else 1)
+        for i, state in enumerate(states):
+            write_history_part(folder, i, len(parts), state)
 
     # -- output ---------------------------------------------------------------------------------------------------
     def write_shards(

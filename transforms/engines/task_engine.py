@@ -120,6 +120,14 @@ class TaskEngine(ABC):
         drops = self._log(out_dir / "drops.parquet", DROP_SCHEMA)
         return StepResult(self._parts(statuses), rows_in, sum(s["rows_out"] for s in statuses), counts, drops)
 
+    def write_history(self, stage: DedupeStage, parts: Sequence[Path], folder: Path) -> None:
+        """The stage's state of the rows about to be published, one file per part in `folder`, each written by the
+        task that computes it (MinHash signatures are sketched again there)."""
+        shutil.rmtree(folder, ignore_errors=True)  # a retried publish leaves no file of its first try
+        self._run(len(parts), part_tasks.HistoryTask(stage, [str(p) for p in parts], str(folder)),
+                  folder.parent / f"_work-{folder.name}")
+        shutil.rmtree(folder.parent / f"_work-{folder.name}", ignore_errors=True)
+
     # -- output -----------------------------------------------------------------------------------------------------
     def write_shards(
         self,
