@@ -175,15 +175,14 @@ class Curation:
             raise GateFailed(self.input_gate)
         return self.input_gate
 
-    def history(self, stage) -> tuple[pa.Table | None, list[str]]:
-        """A dedupe stage's state of the rows the table already holds (append runs only), and the runs it covers."""
+    def history(self, stage) -> tuple[list[Path], list[str]]:
+        """The files of a dedupe stage's state of the rows the table already holds (append runs only), and the runs
+        they cover. The engine reads them (Spark and Beam in their workers, a task per file)."""
         if self.annotate_only or self.mode == "overwrite" or not isinstance(stage, DedupeStage):
-            return None, []
+            return [], []
         own = self.own_version().get("run_id")
         files = [(run, f) for run, f in history_files(self.table, stage.name) if run != own]
-        if not files:
-            return None, []
-        return pa.concat_tables([pq.read_table(f) for _, f in files]), sorted({run for run, _ in files})
+        return [f for _, f in files], sorted({run for run, _ in files})
 
     @functools.cached_property
     def models(self) -> list[dict]:
@@ -211,7 +210,7 @@ class Curation:
         history, history_runs = self.history(stage)
         key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), models, history_runs,
                        code_version())
-        extra = {"history": history} if history is not None else {}
+        extra = {"history": history} if history else {}
         result, reused = self.cache.run(
             key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only, **extra)
         )

@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -310,18 +310,19 @@ def _star_step(step: Callable):
 class _Verdicts:
     """Converged star edges (a = component's smallest node, b = another node) of the components whose smallest node
     is in one part -> (the part of each node, its verdict (node, rep_idk, size)); the representative's idk is read from
-    its part's ranks (published rows: the history). Every round makes them; only the converged round's are kept."""
+    its part's ranks (published rows: their history file's ids, parts from `parts` on). Every round makes them; only
+    the converged round's are kept."""
 
-    def __init__(self, work: str, mask: int):
-        self.work, self.mask = Path(work), mask
+    def __init__(self, work: str, mask: int, parts: int):
+        self.work, self.mask, self.parts = Path(work), mask, parts
 
     def __call__(self, element):
         p, tables = element
         edges = pa.concat_tables(list(tables))
         a, b = edges.column("a").to_numpy(), edges.column("b").to_numpy()
         centres, members = np.unique(a, return_counts=True)
-        ids = (pq.read_table(self.work / "published" / "history.parquet") if p == self.mask else
-               pq.read_table(self.work / "ranked" / f"part={p}", columns=["rank", "idk"]))
+        ids = (pq.read_table(self.work / "published" / f"part-{p:0{part_tasks.name_width(self.parts)}d}.parquet")
+               if p >= self.parts else pq.read_table(self.work / "ranked" / f"part={p}", columns=["rank", "idk"]))
         centre_idk = ids.column("idk").to_numpy()[part_tasks.rank_positions(ids.column("rank").to_numpy(), centres)]
         at = np.searchsorted(centres, a)
         node = np.concatenate([b, centres])
@@ -330,7 +331,7 @@ class _Verdicts:
         is_rep = np.r_[np.zeros(len(b), bool), np.ones(len(centres), bool)]
         verdicts = pa.table({"node": node, "rep_idk": pa.array(rep_idk, mask=is_rep), "size": size.astype(np.int64)})
         for q, of_part in _split(verdicts, node & self.mask):
-            if q != self.mask:  # published rows are grouped only to be matched; verdicts are for the new rows
+            if q < self.parts:  # published rows are grouped only to be matched; verdicts are for the new rows
                 yield q, of_part
 
 
@@ -345,14 +346,14 @@ class _WriteVerdict:
         part_tasks.write_table(self.folder / f"part={p}" / "verdict.parquet", pa.concat_tables(list(tables)))
 
 
-def _stars(edges, folder: Path, partitions: int, work: Path, mask: int, guarded) -> None:
+def _stars(edges, folder: Path, partitions: int, work: Path, mask: int, parts: int, guarded) -> None:
     """Edges -> distinct edges by node in `folder`, with each partition's star check (_ToStars, _Stars); and, should
     they be stars, every grouped row's verdict in <folder>/verdict (made in the same pipeline, so the round that
     converges needs no pipeline after it)."""
     distinct = (edges | "to stars" >> guarded(_ToStars(partitions)) | "stars" >> beam.GroupByKey()
                 | "distinct" >> guarded(_Stars(str(folder))))
     (distinct | "by rep part" >> guarded(_by_part("a", mask)) | "rep parts" >> beam.GroupByKey()
-     | "verdicts" >> guarded(_Verdicts(str(work), mask)) | "node parts" >> beam.GroupByKey()
+     | "verdicts" >> guarded(_Verdicts(str(work), mask, parts)) | "node parts" >> beam.GroupByKey()
      | "write" >> guarded(_WriteVerdict(str(folder / "verdict"))))
 
 
@@ -419,16 +420,17 @@ class BeamEngine(TaskEngine):
         finally:
             shutil.rmtree(statuses, ignore_errors=True)
 
-    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
+    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: Sequence[Path]) -> Path:
         """Ranks (a range-partitioned sort), band keys, the buckets' edges (verified where the stage says so), and
-        their components. Published rows rank first, in their stored order, with all-ones part bits."""
-        h = history.num_rows if history is not None else 0
+        their components. Published rows rank first, in their stored order, each history file a part of its own."""
+        sizes = self._history_sizes(history)
+        h = sum(sizes)
         ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")), work)
         rows = sum(s["rows"] for s in ordered)
         if not rows:
             return work / "verdict"
         ranges = self.options.partitions or max(self.options.parallelism, -(-rows // ROWS_PER_RANGE))
-        bits = part_tasks.part_bits(len(parts), h, ranges, "partitions")
+        bits = part_tasks.part_bits(len(parts) + len(history), h, ranges, "partitions")
         mask = (1 << bits) - 1
         width = part_tasks.name_width(len(parts))
         nodes = [str(work / "nodes" / f"part-{i:0{width}d}.parquet") for i in range(len(parts))]
@@ -446,8 +448,7 @@ class BeamEngine(TaskEngine):
         self._pipeline(work, rank)
         sketched = self._run(len(parts), part_tasks.SketchTask(stage, parts, str(work), self.part_rows, False, ranked),
                              work)
-        if h:
-            sketched.append(part_tasks.sketch_history(stage, history, work, bits))
+        sketched += self._sketch_history(stage, parts, history, sizes, work, bits)
         keys = [str(f) for f in sorted((work / "keys").glob("*.parquet"))]
         partitions = self.options.partitions or part_tasks.key_partitions(sum(s["keys"] for s in sketched),
                                                                           self.options.parallelism)
@@ -466,13 +467,13 @@ class BeamEngine(TaskEngine):
                          | "attach" >> guarded(_edge_task(attach, True))
                          | "by dst" >> guarded(_by_part("dst", mask)) | "dst parts" >> beam.GroupByKey()
                          | "verify" >> guarded(_edge_task(check, False)))
-            _stars(edges, work / "cc-0", partitions, work, mask, guarded)
+            _stars(edges, work / "cc-0", partitions, work, mask, len(parts), guarded)
 
         self._pipeline(work, group)
-        self._components(work, partitions, mask)
+        self._components(work, partitions, mask, len(parts))
         return work / "verdict"
 
-    def _components(self, work: Path, partitions: int, mask: int) -> None:
+    def _components(self, work: Path, partitions: int, mask: int, parts: int) -> None:
         """Star rounds from work/cc-0 (the buckets' distinct edges) until the edges are disjoint stars, one pipeline a
         round; the last round's verdicts become work/verdict."""
 
@@ -483,7 +484,7 @@ class BeamEngine(TaskEngine):
                          | "large star" >> guarded(_star_step(components.large_star))
                          | "by larger node" >> guarded(_ByNode(partitions, False)) | "larger nodes" >> beam.GroupByKey()
                          | "small star" >> guarded(_star_step(components.small_star)))
-                _stars(edges, folder, partitions, work, mask, guarded)
+                _stars(edges, folder, partitions, work, mask, parts, guarded)
             return build
 
         folder, rounds = work / "cc-0", 0

@@ -64,8 +64,8 @@ def worker_stage(stage: Stage) -> Stage:
 
 
 def part_bits(parts: int, published: int, ranges: int, option: str) -> int:
-    """The low bits of a rank that name its part (part indexes, plus all ones for published rows). A rank is
-    (sort number + published) << bits | part; ValueError where `ranges` sorted ranges would not fit in 63 bits
+    """The low bits of a rank that name its part (the new rows' parts, then one per file of published rows). A rank
+    is (sort number + published) << bits | part; ValueError where `ranges` sorted ranges would not fit in 63 bits
     (`option`: the engine setting that sets them)."""
     bits = (parts + 1).bit_length()
     if max(RANGE_BITS + ranges.bit_length(), published.bit_length()) + 1 + bits > 63:
@@ -270,7 +270,8 @@ def _payload_lookup(folder: Path, name: str, ranks: np.ndarray) -> pa.Array:
 
 
 class _ByPart:
-    """Candidate pairs grouped by the part that one end's rank names (its low bits; all ones: a published row)."""
+    """Candidate pairs grouped by the part that one end's rank names (its low bits; a published row's: its history
+    file's, numbered after the new rows' parts)."""
 
     def __init__(self, payloads: str, parts: int, mask: int):
         self.payloads, self.width, self.mask = Path(payloads), name_width(parts), mask
@@ -284,7 +285,7 @@ class _ByPart:
         parts = pairs.column(end).to_numpy() & self.mask
         for part in np.unique(parts):
             chunk = pairs.filter(pa.array(parts == part))
-            name = "history.parquet" if part == self.mask else f"part-{int(part):0{self.width}d}.parquet"
+            name = f"part-{int(part):0{self.width}d}.parquet"
             yield chunk, _payload_lookup(self.payloads, name, chunk.column(end).to_numpy())
 
 
@@ -464,20 +465,33 @@ class HistoryTask:
             yield status(i)
 
 
-def sketch_history(stage, history: pa.Table, work: Path, bits: int) -> dict:
-    """Band keys, payloads and ids of published rows (ranks before every new row's, in their stored order, with
-    all-ones part bits), beside the new rows'. Runs on the driver, which already holds the history."""
-    h = history.num_rows
-    ranks = (np.arange(h, dtype=np.int64) << bits) | ((1 << bits) - 1)
-    keys = stage.history_keys(history)
-    write_table(work / "keys" / "history.parquet", pa.table({
-        "rank": pa.array(ranks[keys.column("row").to_numpy()]), "band": keys.column("band").cast(pa.int32()),
-        "key": pa.array(keys.column("key").to_numpy().view(np.int64))}))
-    write_table(work / "published" / "history.parquet", pa.table({"rank": ranks, "idk": flip_ids(history.column("id"))}))
-    result = {"keys": keys.num_rows}
-    payload = stage.history_payload(history)
-    if payload is not None:
-        values = np.ascontiguousarray(payload)
-        write_table(work / "payloads" / "history.parquet", pa.table({"rank": ranks, "payload": pack_rows(values)}))
-        result["payload"] = {"dtype": values.dtype.str, "shape": list(payload.shape[1:])}
-    return result
+class HistorySketchTask:
+    """Task j: band keys, payloads and ids of the published rows in history file j, as the rows of part
+    `first + j` (named like the new rows' parts, so lookups by a rank's part bits find them). Their ranks come
+    before every new row's, in the stored order (positions offsets[j]...), so a published row always wins. One file
+    per task: no process holds the whole history."""
+
+    def __init__(self, stage: Stage, files: Sequence[str], offsets: Sequence[int], first: int, width: int,
+                 work: str, bits: int):
+        self.stage, self.files, self.offsets, self.first = stage, list(files), list(offsets), first
+        self.width, self.work, self.bits = width, Path(work), bits
+
+    def __call__(self, batches):
+        stage = worker_stage(self.stage)
+        for j in task_indexes(batches):
+            state = pq.read_table(self.files[j])
+            part = self.first + j
+            ranks = ((self.offsets[j] + np.arange(state.num_rows, dtype=np.int64)) << self.bits) | part
+            name = f"part-{part:0{self.width}d}.parquet"
+            keys = stage.history_keys(state)
+            write_table(self.work / "keys" / name, pa.table({
+                "rank": pa.array(ranks[keys.column("row").to_numpy()]), "band": keys.column("band").cast(pa.int32()),
+                "key": pa.array(keys.column("key").to_numpy().view(np.int64))}))
+            write_table(self.work / "published" / name, pa.table({"rank": ranks, "idk": flip_ids(state.column("id"))}))
+            result = {"keys": keys.num_rows}
+            payload = stage.history_payload(state)
+            if payload is not None:
+                values = np.ascontiguousarray(payload)
+                write_table(self.work / "payloads" / name, pa.table({"rank": ranks, "payload": pack_rows(values)}))
+                result["payload"] = {"dtype": values.dtype.str, "shape": list(payload.shape[1:])}
+            yield status(j, **result)

@@ -110,10 +110,12 @@ class PolarsEngine:
 
     # -- stages ---------------------------------------------------------------------------------------------------
     def run_stage(
-        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: pa.Table | None = None
+        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: Sequence[Path] = ()
     ) -> StepResult:
-        """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
+        """history: for a dedupe stage, the files of its persisted state of rows already published (they always
+        win); this engine groups in one process's memory, the published rows' keys with the new rows'."""
         stage.ensure_setup()
+        history = pa.concat_tables([pq.read_table(f) for f in history]) if history else None
         if isinstance(stage, DedupeStage) and stage.one_key_per_row:
             return self._run_key_groups(stage, parts, out_dir, annotate_only, history)
         if isinstance(stage, DedupeStage):

@@ -21,9 +21,7 @@ import importlib
 import json
 import re
 from pathlib import Path
-from typing import Callable, Iterator
-
-import pyarrow as pa
+from typing import Callable, Iterator, Sequence
 
 from transforms.engines import part_tasks, spark_graph
 from transforms.engines.common import Progress
@@ -84,19 +82,21 @@ class SparkEngine(TaskEngine):
             rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema).collect()
         return [json.loads(r["status"]) for r in sorted(rows, key=lambda r: r["task"])]
 
-    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
+    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: Sequence[Path]) -> Path:
         """The grouping of a dedupe stage; writes each grouped row's verdict under work/verdict/part=<i>.
 
         Nodes are ranks: published rows (history) come first in their stored order, so they always win; the new
         rows follow in preference order (created_at, id, tie break, place), numbered by a Spark sort. A rank's low
-        bits hold the row's part (all ones for published rows), so any rank can be routed to its part's files."""
+        bits hold the row's part (a published row's: its history file's, numbered after the new parts), so any rank
+        can be routed to its part's files."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
         spark = self.spark
-        h = history.num_rows if history is not None else 0
+        sizes = self._history_sizes(history)
+        h = sum(sizes)
         shuffle_partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
-        bits = part_tasks.part_bits(len(parts), h, shuffle_partitions, "shuffle_partitions")
+        bits = part_tasks.part_bits(len(parts) + len(history), h, shuffle_partitions, "shuffle_partitions")
         ordered = self._run(len(parts), part_tasks.OrderTask(parts, str(work / "nodes")))
         if not any(s["rows"] for s in ordered):  # no new rows, no groups (and Spark reads no schema from nothing)
             return work / "verdict"
@@ -106,19 +106,19 @@ class SparkEngine(TaskEngine):
         with _worker_errors():
             ranked.select("row", "idk", rank.alias("rank"), part.alias("part")).write.partitionBy("part").parquet(
                 str(work / "ranked"))
-        history_part = (1 << bits) - 1
+        mask = (1 << bits) - 1
         sketched = self._run(len(parts), part_tasks.SketchTask(
             stage, parts, str(work), self.part_rows, False, str(work / "ranked")))
+        sketched += self._sketch_history(stage, parts, history, sizes, work, bits)
         ids = spark.read.parquet(str(work / "ranked")).select("rank", "idk")
-        if h:
-            sketched.append(part_tasks.sketch_history(stage, history, work, bits))
+        if history:
             ids = ids.unionByName(spark.read.parquet(str(work / "published")))
         keys = spark.read.parquet(str(work / "keys"))
         partitions = part_tasks.key_partitions(sum(s["keys"] for s in sketched), shuffle_partitions)
         verify = None
         described = [s["payload"] for s in sketched if "payload" in s]
         if described:
-            payloads, mask = str(work / "payloads"), history_part
+            payloads = str(work / "payloads")
             attach = part_tasks.AttachTask(payloads, len(parts), mask)
             check = part_tasks.VerifyTask(stage, payloads, len(parts), mask, described[0]["dtype"],
                                            described[0]["shape"])
@@ -136,8 +136,8 @@ class SparkEngine(TaskEngine):
             groups = spark_graph.representatives(keys, work, partitions, verify)
             verdict = groups.join(ids.select(F.col("rank").alias("rep"), F.col("idk").alias("rep_idk")), "rep").select(
                 "node", F.when(F.col("node") != F.col("rep"), F.col("rep_idk")).alias("rep_idk"), "size",
-                F.col("node").bitwiseAND(history_part).alias("part"),
+                F.col("node").bitwiseAND(mask).alias("part"),
             )
             # Published rows are in the groups only to be matched; the verdicts are for the new rows.
-            verdict.where(F.col("part") != history_part).write.partitionBy("part").parquet(str(work / "verdict"))
+            verdict.where(F.col("part") < len(parts)).write.partitionBy("part").parquet(str(work / "verdict"))
         return work / "verdict"

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
@@ -47,9 +48,26 @@ class TaskEngine(ABC):
         this round may use for its own bookkeeping."""
 
     @abstractmethod
-    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: pa.Table | None) -> Path:
+    def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: Sequence[Path]) -> Path:
         """The grouping of a dedupe stage: each grouped new row's verdict (node, rep_idk, size) under
-        work/verdict/part=<i>, nodes being ranks in work/ranked/part=<i> (row, rank)."""
+        work/verdict/part=<i>, nodes being ranks in work/ranked/part=<i> (row, rank). `history`: the files of
+        the stage's state of the published rows (_sketch_history)."""
+
+    def _sketch_history(self, stage: DedupeStage, parts: list[str], history: Sequence[Path], sizes: Sequence[int],
+                        work: Path, bits: int) -> list[dict]:
+        """Band keys, payloads and ids of the published rows (`sizes`: rows per history file), one task per history
+        file, as parts numbered after the new rows' (part_tasks.HistorySketchTask); their status rows."""
+        if not history:
+            return []
+        offsets = np.cumsum([0, *sizes[:-1]]).tolist()
+        task = part_tasks.HistorySketchTask(stage, [str(f) for f in history], offsets, len(parts),
+                                            part_tasks.name_width(len(parts)), str(work), bits)
+        return self._run(len(history), task, work)
+
+    @staticmethod
+    def _history_sizes(history: Sequence[Path]) -> list[int]:
+        """Rows per history file, from the files' footers."""
+        return [pq.read_metadata(f).num_rows for f in history]
 
     @staticmethod
     def _parts(statuses: list[dict]) -> list[Path]:
@@ -99,13 +117,14 @@ class TaskEngine(ABC):
 
     # -- stages -----------------------------------------------------------------------------------------------------
     def run_stage(
-        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: pa.Table | None = None
+        self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: Sequence[Path] = ()
     ) -> StepResult:
-        """history: for a dedupe stage, its persisted state of rows already published (they always win)."""
+        """history: for a dedupe stage, the files of its persisted state of rows already published (they always
+        win); read by the workers, one task per file."""
         parts = [str(p) for p in parts]
         work = out_dir / "_work"
         if isinstance(stage, DedupeStage):
-            verdicts = self._group(stage, parts, work, history)
+            verdicts = self._group(stage, parts, work, list(history))
             task = part_tasks.DedupeTask(stage, parts, str(out_dir), self.part_rows, annotate_only, str(verdicts),
                                          str(work / "ranked"), str(work))
         else:
