@@ -210,9 +210,8 @@ class Curation:
         history, history_runs = self.history(stage)
         key = step_key(self.keys[-1], stage.name, stage.config.model_dump(mode="json"), models, history_runs,
                        code_version())
-        extra = {"history": history} if history else {}
         result, reused = self.cache.run(
-            key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only, **extra)
+            key, lambda folder: self.engine.run_stage(stage, self.parts, folder, self.annotate_only, history=history)
         )
         self.keys.append(key)
         self.parts = result.parts

@@ -33,12 +33,17 @@ def replace_file(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def name_width(n: int) -> int:
+    """Digits in the names of n numbered files (parts, tasks): at least five, so names sort in number order."""
+    return max(5, len(str(max(n - 1, 0))))
+
+
 def write_history_part(folder: Path, index: int, parts: int, state: pa.Table | None) -> None:
     """Part `index`'s share of a dedupe stage's state of the rows about to be published (Stage.history), written
     where it was computed as <folder>/part-<index>.parquet (zstd): a run's history is one file per part, so no
     process gathers or copies all of it. Nothing when the stage keeps no state (None)."""
     if state is not None:
-        path = folder / f"part-{index:0{max(5, len(str(parts - 1)))}d}.parquet"
+        path = folder / f"part-{index:0{name_width(parts)}d}.parquet"
         replace_file(path, lambda tmp: pq.write_table(state, tmp, compression="zstd"))
 
 

@@ -35,6 +35,7 @@ from transforms.engines.common import (
     drop_rows,
     first_reason,
     merge_columns,
+    name_width,
     replace_file,
     write_history_part,
 )
@@ -86,10 +87,6 @@ def task_indexes(batches: Iterator[pa.RecordBatch]) -> Iterator[int]:
 
 def status(task: int, **values) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([{"task": task, "status": json.dumps(values)}], schema=STATUS_SCHEMA)
-
-
-def name_width(n: int) -> int:
-    return max(5, len(str(max(n - 1, 0))))
 
 
 def task_folder(parent: Path, index: int, width: int) -> Path:

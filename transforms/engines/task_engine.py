@@ -143,9 +143,9 @@ class TaskEngine(ABC):
         """The stage's state of the rows about to be published, one file per part in `folder`, each written by the
         task that computes it (MinHash signatures are sketched again there)."""
         shutil.rmtree(folder, ignore_errors=True)  # a retried publish leaves no file of its first try
-        self._run(len(parts), part_tasks.HistoryTask(stage, [str(p) for p in parts], str(folder)),
-                  folder.parent / f"_work-{folder.name}")
-        shutil.rmtree(folder.parent / f"_work-{folder.name}", ignore_errors=True)
+        work = folder.parent / f"_work-{folder.name}"
+        self._run(len(parts), part_tasks.HistoryTask(stage, [str(p) for p in parts], str(folder)), work)
+        shutil.rmtree(work, ignore_errors=True)
 
     # -- output -----------------------------------------------------------------------------------------------------
     def write_shards(
