@@ -370,17 +370,20 @@ ENGINE_ROWS = [
 ]
 
 
-def run_engine(tmp_path, annotate: bool):
-    engine = PolarsEngine(part_rows=2)
+def run_engine(tmp_path, annotate: bool, threads: int = 2):
+    """threads 2: the parts' keys made in worker processes (keys_in_workers); 1: in this process."""
+    engine = PolarsEngine(part_rows=2, threads=threads)
     parts = write_parts(tweets(ENGINE_ROWS), tmp_path / "in", 2)
     norm = engine.run_stage(Normalize(), parts, tmp_path / "norm", annotate)
     result = engine.run_stage(DedupeMinHash(), norm.parts, tmp_path / "minhash", annotate)
+    assert not (tmp_path / "minhash" / "_sketches").exists()  # the workers' keys files do not outlive the step
     kept = [r for p in result.parts for r in read_part(p).to_pylist()]
     return kept, pq.read_table(result.drops).to_pylist()
 
 
-def test_engine_drops_near_duplicates_across_parts(tmp_path):
-    kept, drops = run_engine(tmp_path, annotate=False)
+@pytest.mark.parametrize("threads", [2, 1], ids=["worker-processes", "one-process"])
+def test_engine_drops_near_duplicates_across_parts(tmp_path, threads):
+    kept, drops = run_engine(tmp_path, annotate=False, threads=threads)
     assert sorted(r["id"] for r in kept) == ["3", "4", "5", "6"]
     assert sorted((d["id"], d["dup_of"], d["reason"], d["stage"]) for d in drops) == [
         ("1", "3", "near_duplicate", "dedupe_minhash"),

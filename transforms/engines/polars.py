@@ -164,23 +164,29 @@ class PolarsEngine:
             payload = stage.history_payload(history)
             if payload is not None:
                 payloads.append(payload)
-        # Pass 1: keys and ordering data for every new row, part by part.
+        # Pass 1: keys and ordering data for every new row, part by part (in one worker process per core where the
+        # stage's hashing holds the GIL).
+        if not stage.keys_in_workers or self.threads == 1 or len(parts) < 2:
+            sketched = ordered_map(lambda t: _sketch_table(stage, t), read_parts(parts),
+                                   self.threads if stage.thread_safe else 1)
+        else:
+            (out_dir / "_sketches").mkdir(parents=True, exist_ok=True)
+            jobs = [(str(p), str(out_dir / "_sketches" / f"{i:05d}")) for i, p in enumerate(parts)]
+            results = ordered_map(_sketch_part, jobs, self.threads, _worker_pool(stage, min(self.threads, len(parts))))
+            sketched = (_spilled(spill, result) for (_, spill), result in zip(jobs, results))
         pinned, annotations, row_offset = [], [], h
-        for table in read_parts(parts):
-            annotations.append(stage.annotate(table))  # small (a hash per row at most): kept for pass 2
-            table = merge_columns(table, annotations[-1])
-            keys, pins = candidate_keys(stage, table)
+        for annotation, keys, pins, preference, payload in sketched:
+            annotations.append(annotation)  # small (a hash per row at most): kept for pass 2
             if pins is not None:
                 pinned.append(pins)
             key_rows.append(keys.column("row").to_numpy() + row_offset)
             key_bands.append(keys.column("band").to_numpy())
             key_values.append(keys.column("key").to_numpy())
-            for column, values in zip((created, ids, ties), preference_keys(table)):
+            for column, values in zip((created, ids, ties), preference):
                 column.append(values)
-            payload = stage.payload(table)
             if payload is not None:
                 payloads.append(payload)
-            row_offset += table.num_rows
+            row_offset += len(preference[0])
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         new_rank = preference_rank(np.concatenate(created) if created else np.zeros(0, np.int64), all_ids[h:],
                                    np.concatenate(ties) if ties else np.zeros(0, np.uint64))
@@ -194,6 +200,7 @@ class PolarsEngine:
             verify,
         )
         del key_rows, key_bands, key_values, created, ties, payloads, verify  # the payloads go with verify
+        shutil.rmtree(out_dir / "_sketches", ignore_errors=True)
         cluster_size = np.bincount(rep, minlength=len(rep))[rep] if len(rep) else np.zeros(0, np.int64)
 
         # Pass 2: attach dup_of / cluster size, apply the keep rule.
@@ -317,10 +324,10 @@ _PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multipr
                                          else "spawn")
 
 # A worker process's stage (ProcessPoolExecutor initializer): set up once, used for every part it is given.
-_worker_stage: BatchStage | None = None
+_worker_stage: Stage | None = None
 
 
-def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
+def _worker_pool(stage: Stage, workers: int) -> ProcessPoolExecutor:
     """`workers` processes with `stage` set up, all started before this returns.
 
     They start without the caller's __main__: multiprocessing would re-run a script's top level in each of them
@@ -346,13 +353,42 @@ def _worker_pool(stage: BatchStage, workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _start_worker(stage: BatchStage, environment: dict[str, str]) -> None:
+def _start_worker(stage: Stage, environment: dict[str, str]) -> None:
     """The stage, and the caller's environment as it is now (a stage's key may have been set after the process that
     starts workers began). Its setup runs with the first part, so a failure reaches the caller as itself."""
     global _worker_stage
     os.environ.clear()
     os.environ.update(environment)
     _worker_stage = stage
+
+
+def _sketch_table(stage: DedupeStage, table: pa.Table) -> tuple:
+    """Pass 1 of a grouped dedupe for one part: the stage's columns, its candidate keys and pinned rows, the rows'
+    preference keys (created_at, id, tie break) and the payload pairs are verified with."""
+    annotation = stage.annotate(table)
+    table = merge_columns(table, annotation)
+    keys, pins = candidate_keys(stage, table)
+    return annotation, keys, pins, preference_keys(table), stage.payload(table)
+
+
+def _sketch_part(job: tuple[str, str]) -> tuple:
+    """In a worker: _sketch_table of one part (read from disk here). The band keys and payloads (~170 MB a part of
+    262k tweets for MinHash) go back as files at `spill`.keys / `spill`.npy, which the caller maps into memory: through
+    the pool's pipe, pickled, they cost the caller more time than the worker's hashing saved."""
+    part, spill = job
+    _worker_stage.ensure_setup()
+    annotation, keys, pins, preference, payload = _sketch_table(_worker_stage, read_part(Path(part)))
+    write_part(keys, Path(f"{spill}.keys"))
+    if payload is not None:
+        np.save(f"{spill}.npy", payload, allow_pickle=False)
+    return annotation, pins, preference, payload is not None
+
+
+def _spilled(spill: str, result: tuple) -> tuple:
+    """_sketch_part's result as _sketch_table gives it, its keys and payload mapped from the files it wrote."""
+    annotation, pins, preference, has_payload = result
+    payload = np.load(f"{spill}.npy", mmap_mode="r", allow_pickle=False) if has_payload else None
+    return annotation, read_part(Path(f"{spill}.keys")), pins, preference, payload
 
 
 def _annotate_part(part: str) -> tuple[pa.Table, pa.Array]:
