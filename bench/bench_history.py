@@ -1,8 +1,8 @@
 """A run's dedupe history (the MinHash state of the rows it publishes), side by side, in both directions.
 
 Writing it: computed part by part in the driver process, as the pipeline did before 2026-12-07, and by the engine's
-workers (Spark local[N], N = cores), as `Engine.write_history` does now, each worker writing the file of each part
-it computed. Reading it, as an append does before it dedupes: the published rows' band keys, ids and payloads made
+workers (Spark local[N], and the polars engine's N worker processes; N = cores), as `write_history` does now, each
+worker writing the file of each part it computed. Reading it, as an append does before it dedupes: the published rows' band keys, ids and payloads made
 in the driver from the whole history concatenated in its memory (before), and by one worker task per history file
 (now; the driver holds none of it).
 
@@ -36,6 +36,7 @@ from corpus import write_text_corpus  # noqa: E402
 from transforms.engines import make_engine  # noqa: E402
 from transforms.engines.common import apply_batch_stage  # noqa: E402
 from transforms.engines.part_tasks import flip_ids, pack_rows, part_bits, write_table  # noqa: E402
+from transforms.engines.polars import PolarsEngine  # noqa: E402
 from transforms.engines.staging import PartWriter, read_part  # noqa: E402
 from transforms.stages.dedupe_minhash import DedupeMinHash  # noqa: E402
 from transforms.stages.normalize import Normalize  # noqa: E402
@@ -88,9 +89,12 @@ def main() -> None:
         parts = writer.close()
         spark = make_engine("spark", part_rows=args.part_rows, master=f"local[{cores}]", shuffle_partitions=cores)
         spark.write_history(stage, parts[:1], Path(work) / "warm-up")
+        polars = PolarsEngine(part_rows=args.part_rows)
         ways = {
             "driver, part by part (before)": lambda path: write_in_driver(stage, parts, path),
             f"engine workers, Spark local[{cores}] (now)": lambda path: spark.write_history(stage, parts, path),
+            f"engine workers, polars engine, {cores} processes (now)": lambda path: polars.write_history(
+                stage, parts, path),
         }
         results = {name: [] for name in ways}
         files = {}
@@ -102,11 +106,11 @@ def main() -> None:
                 results[name].append(round(time.perf_counter() - started, 2))
                 files[name] = path
                 print(f"round {r + 1}: {name}: {results[name][-1]} s", flush=True)
-        first, second = (rows(f) for f in files.values())
+        first, *others = (rows(f) for f in files.values())
         summary = {"cores": cores, "rows": args.n, "parts": len(parts), "state_rows": first.num_rows,
-                   "write_wall_s": results, "write_same_rows": first.equals(second)}
+                   "write_wall_s": results, "write_same_rows": all(first.equals(o) for o in others)}
 
-        history = sorted(files[name].iterdir())  # the engine's files: one per part
+        history = sorted(files[f"engine workers, Spark local[{cores}] (now)"].iterdir())  # one file per part
         sizes = [pq.read_metadata(f).num_rows for f in history]
         bits = part_bits(1 + len(history), sum(sizes), cores, "shuffle_partitions")
         ways = {

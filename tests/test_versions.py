@@ -7,6 +7,7 @@ import time
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.curated import curated_rows, publish_run, write_shards
@@ -133,3 +134,28 @@ def test_vacuum_deletes_the_log_rows_of_runs_that_never_committed(table):
     for log in ("rejects", "drops"):
         assert set(publish.read_log(table, log).column("run_id").to_pylist()) == {RUNS[3]}
     assert vacuum(table, keep=4) == []
+
+
+def test_vacuum_deletes_the_history_no_append_reads(table):
+    """Dedupe state of runs the latest version does not hold (r1, r2: replaced by the overwrite; a run killed before
+    its commit; a left-over work folder) goes once old; the live runs' (r3, r4), in either layout, stay."""
+    history = publish.sidecar(table, "history")
+    state = pa.table({"id": ["1"]})
+    for run in (*RUNS, "20240105T000000Z-killed", "_work-20240105T000000Z-killed"):
+        (history / "dedupe_minhash" / run).mkdir(parents=True)
+        pq.write_table(state, history / "dedupe_minhash" / run / "part-00000.parquet")
+    (history / "dedupe_exact").mkdir()
+    for run in (RUNS[0], RUNS[3]):  # the layout before 2026-12-07: one file per run
+        pq.write_table(state, history / "dedupe_exact" / f"{run}.parquet")
+    assert vacuum(table, keep=4) == []  # a run may be writing its history right now
+    _age(table, 7200)
+    dead = [f"_tweetmill/history/dedupe_exact/{RUNS[0]}.parquet"] + [
+        f"_tweetmill/history/dedupe_minhash/{run}/"
+        for run in ("20240101T000000Z-r1", "20240102T000000Z-r2", "20240105T000000Z-killed",
+                    "_work-20240105T000000Z-killed")]
+    assert vacuum(table, keep=4, dry_run=True) == dead
+    assert vacuum(table, keep=4) == dead
+    assert sorted(p.relative_to(history).as_posix() for p in history.rglob("*.parquet")) == [
+        f"dedupe_exact/{RUNS[3]}.parquet", f"dedupe_minhash/{RUNS[2]}/part-00000.parquet",
+        f"dedupe_minhash/{RUNS[3]}/part-00000.parquet"]
+    assert _snapshot(table, 3).height == 300

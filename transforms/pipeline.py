@@ -20,7 +20,6 @@ from typing import Callable, Literal, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 import transforms
 from transforms import publish
@@ -397,7 +396,7 @@ def history_files(table: Path, stage_name: str) -> list[tuple[str, Path]]:
     folder = publish.sidecar(table, "history") / stage_name
     if not folder.exists() or not publish.table_exists(table):
         return []
-    published = {Path(u).parent.name for u in DeltaTable(str(table)).file_uris()}
+    published = publish.published_runs(table)
     files = [(f.stem, f) for f in folder.glob("*.parquet")] + [(f.parent.name, f) for f in folder.glob("*/part-*.parquet")]
     return sorted((run, f) for run, f in files if run in published)
 

@@ -67,6 +67,11 @@ def table_exists(table: Path) -> bool:
     return DeltaTable.is_deltatable(str(table))
 
 
+def published_runs(table: Path) -> set[str]:
+    """The runs whose shards the latest version holds (a shard lives in data/<run id>/)."""
+    return {Path(u).parent.name for u in DeltaTable(str(table)).file_uris()}
+
+
 def _add_action(table: Path, shard: Path) -> AddAction:
     meta = pq.read_metadata(shard)
     stat = shard.stat()

@@ -140,6 +140,22 @@ def _newest_mtime(path: Path) -> float:
     return max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
 
 
+def _dead_history(table: Path, cutoff: float, dry_run: bool) -> list[str]:
+    """Dedupe state that no append reads again: of runs whose rows the latest version does not hold (a run that
+    failed before its commit, rows an overwrite replaced) and left-over work folders; entries
+    "_tweetmill/history/<stage>/<run id>/" (or <run id>.parquet, tables written before 2026-12-07)."""
+    live, deleted = publish.published_runs(table), []
+    for entry in sorted(publish.sidecar(table, "history").glob("*/*")):
+        if (entry.stem if entry.is_file() else entry.name) in live or _newest_mtime(entry) > cutoff:
+            continue
+        deleted.append(entry.relative_to(table).as_posix() + ("/" if entry.is_dir() else ""))
+        if not dry_run and entry.is_dir():
+            shutil.rmtree(entry)
+        elif not dry_run:
+            entry.unlink()
+    return deleted
+
+
 def _unpublished_log_rows(table: Path, cutoff: float, dry_run: bool) -> list[str]:
     """Rejects and drop-log rows of runs that logged them and never committed (killed between the two), logged
     before `cutoff`; as "<log>/run=<run id>" entries."""
@@ -161,8 +177,9 @@ def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: 
     """Delete what the latest `keep` versions do not need; returns the deleted paths, relative to the table.
 
     Deleted: Parquet data files that none of the kept versions references, old run working folders
-    (_tweetmill/staging, _tweetmill/cache), and the rejects and drop-log rows of runs that logged them but never
-    committed (a run killed between the two; entries "_tweetmill/<log>/run=<id>"). All only when untouched for
+    (_tweetmill/staging, _tweetmill/cache), the rejects and drop-log rows of runs that logged them but never
+    committed (a run killed between the two; entries "_tweetmill/<log>/run=<id>"), and the dedupe history of runs
+    the latest version does not hold (_dead_history). All only when untouched for
     `min_age_s` seconds: a run that is writing its shards or publishing right now has not committed yet, and its
     files and rows must survive. Versions older than the kept ones can no longer be read afterwards.
     """
@@ -193,6 +210,7 @@ def vacuum(table: str | Path, keep: int, *, min_age_s: float = 3600.0, dry_run: 
                 if not dry_run:
                     shutil.rmtree(entry)
     deleted += _unpublished_log_rows(root, cutoff, dry_run)
+    deleted += _dead_history(root, cutoff, dry_run)
     if not dry_run:
         for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             rel = folder.relative_to(root)

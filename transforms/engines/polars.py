@@ -271,6 +271,11 @@ class PolarsEngine:
         threads where the stage allows): the state of every row never sits in memory at once."""
         stage.ensure_setup()
         shutil.rmtree(folder, ignore_errors=True)  # a retried publish leaves no file of its first try
+        if stage.keys_in_workers and self.threads > 1 and len(parts) > 1:  # each worker writes its parts' files
+            jobs = [(str(p), str(folder), i, len(parts)) for i, p in enumerate(parts)]
+            deque(ordered_map(_history_part, jobs, self.threads, _worker_pool(stage, min(self.threads, len(parts)))),
+                  maxlen=0)
+            return
         states = ordered_map(stage.history, read_parts(parts), self.threads if stage.thread_safe else 1)
         for i, state in enumerate(states):
             write_history_part(folder, i, len(parts), state)
@@ -389,6 +394,13 @@ def _spilled(spill: str, result: tuple) -> tuple:
     annotation, pins, preference, has_payload = result
     payload = np.load(f"{spill}.npy", mmap_mode="r", allow_pickle=False) if has_payload else None
     return annotation, read_part(Path(f"{spill}.keys")), pins, preference, payload
+
+
+def _history_part(job: tuple[str, str, int, int]) -> None:
+    """In a worker: the stage's state of one part's rows, written as that part's history file."""
+    part, folder, index, parts = job
+    _worker_stage.ensure_setup()
+    write_history_part(Path(folder), index, parts, _worker_stage.history(read_part(Path(part))))
 
 
 def _annotate_part(part: str) -> tuple[pa.Table, pa.Array]:

@@ -97,9 +97,9 @@ class DedupeStage(Stage):
     # True when every row has exactly one key (band 0) and pairs need no verification: groups are then key groups,
     # which an engine may find bucket by bucket in bounded memory (transforms/engines/key_groups.py).
     one_key_per_row: ClassVar[bool] = False
-    # True when the keys and payload of a part are CPU work that holds the GIL much of the time (MinHash's hashing):
-    # the polars engine then computes them in one worker process per core. A stage whose model already spreads over
-    # the cores (an encoder's torch threads) leaves it False.
+    # True when the keys and payload of a part (and its history state) are CPU work that holds the GIL much of the
+    # time (MinHash's hashing): the polars engine then computes them in one worker process per core. A stage whose
+    # model already spreads over the cores (an encoder's torch threads) leaves it False.
     keys_in_workers: ClassVar[bool] = False
 
     def annotate(self, table: pa.Table) -> pa.Table:
