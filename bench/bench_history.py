@@ -16,7 +16,6 @@ same rows.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,14 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from corpus import write_text_corpus  # noqa: E402
+from corpus import normalized_parts, step_arguments  # noqa: E402
 from transforms.engines import make_engine  # noqa: E402
-from transforms.engines.common import apply_batch_stage  # noqa: E402
 from transforms.engines.part_tasks import flip_ids, pack_rows, part_bits, write_table  # noqa: E402
 from transforms.engines.polars import PolarsEngine  # noqa: E402
-from transforms.engines.staging import PartWriter, read_part  # noqa: E402
+from transforms.engines.staging import read_part  # noqa: E402
 from transforms.stages.dedupe_minhash import DedupeMinHash  # noqa: E402
-from transforms.stages.normalize import Normalize  # noqa: E402
 
 
 def write_in_driver(stage: DedupeMinHash, parts: list[Path], path: Path) -> None:
@@ -72,21 +69,12 @@ def rows(path: Path) -> pa.Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--part-rows", type=int, default=262_144)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = step_arguments(__doc__)
     cores = os.cpu_count() or 1
     stage = DedupeMinHash()
     stage.ensure_setup()
-    normalize = Normalize()
-    normalize.ensure_setup()
     with tempfile.TemporaryDirectory() as work:
-        writer = PartWriter(Path(work) / "parts", args.part_rows)
-        writer.add(apply_batch_stage(normalize, write_text_corpus(args.n))[0])
-        parts = writer.close()
+        parts = normalized_parts(Path(work) / "parts", args.n, args.part_rows)
         spark = make_engine("spark", part_rows=args.part_rows, master=f"local[{cores}]", shuffle_partitions=cores)
         spark.write_history(stage, parts[:1], Path(work) / "warm-up")
         polars = PolarsEngine(part_rows=args.part_rows)

@@ -142,6 +142,30 @@ def corpus_file(folder: Path, n: int) -> Path:
     return path
 
 
+def normalized_parts(folder: Path, n: int, part_rows: int) -> list[Path]:
+    """write_text_corpus's n rows through the normalize stage, as working parts of `part_rows` rows in `folder`: the
+    input of the benchmarks that time one engine step side by side."""
+    from transforms.engines.common import apply_batch_stage
+    from transforms.engines.staging import PartWriter
+    from transforms.stages.normalize import Normalize
+
+    normalize = Normalize()
+    normalize.ensure_setup()
+    writer = PartWriter(folder, part_rows)
+    writer.add(apply_batch_stage(normalize, write_text_corpus(n))[0])
+    return writer.close()
+
+
+def step_arguments(doc: str) -> argparse.Namespace:
+    """The command line of those benchmarks: --n rows, --part-rows, --rounds of the alternating settings, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--part-rows", type=int, default=262_144)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    return parser.parse_args()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
