@@ -151,6 +151,11 @@ class PolarsEngine:
         out = writer.close()
         return StepResult(out, rows_in, writer.rows, counts, drops.close())
 
+    def _keys_in_workers(self, stage: DedupeStage, parts: Sequence[Path]) -> bool:
+        """Whether a dedupe stage's keys (and history state) are made in worker processes: where it asks for them
+        (DedupeStage.keys_in_workers) and there are several cores and parts."""
+        return stage.keys_in_workers and self.threads > 1 and len(parts) > 1
+
     def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
         # Published rows come first (rows 0..h-1, ranks 0..h-1): a new row never replaces one already published.
         h = history.num_rows if history is not None else 0
@@ -166,7 +171,7 @@ class PolarsEngine:
                 payloads.append(payload)
         # Pass 1: keys and ordering data for every new row, part by part (in one worker process per core where the
         # stage's hashing holds the GIL).
-        if not stage.keys_in_workers or self.threads == 1 or len(parts) < 2:
+        if not self._keys_in_workers(stage, parts):
             sketched = ordered_map(lambda t: _sketch_table(stage, t), read_parts(parts),
                                    self.threads if stage.thread_safe else 1)
         else:
@@ -271,7 +276,7 @@ class PolarsEngine:
         threads where the stage allows): the state of every row never sits in memory at once."""
         stage.ensure_setup()
         shutil.rmtree(folder, ignore_errors=True)  # a retried publish leaves no file of its first try
-        if stage.keys_in_workers and self.threads > 1 and len(parts) > 1:  # each worker writes its parts' files
+        if self._keys_in_workers(stage, parts):  # each worker writes its parts' files
             jobs = [(str(p), str(folder), i, len(parts)) for i, p in enumerate(parts)]
             deque(ordered_map(_history_part, jobs, self.threads, _worker_pool(stage, min(self.threads, len(parts)))),
                   maxlen=0)
