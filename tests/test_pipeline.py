@@ -290,6 +290,35 @@ def test_append_dedupes_against_rows_already_published(tmp_path):
     assert overwrite["output_records"] == 3  # a new snapshot does not dedupe against the old one
 
 
+def test_an_append_reads_every_history_file_and_names_the_published_row_it_repeats(tmp_path):
+    """Two published runs of two parts each (four history files per stage): a third run's copies of rows from any
+    of them are dropped as duplicates of that very row, exact and near."""
+    table = tmp_path / "t"
+    config = load_config(stages=["normalize", "dedupe_exact", "dedupe_minhash"], part_rows=2)
+    texts = ["the quick brown fox jumps over the lazy dog near the river bank today",
+             "completely different words about weather and rain in the city tonight",
+             "our team finally won the cup after twenty long years of waiting",
+             "new phone battery lasts two days which honestly surprised me a lot",
+             "the bakery on main street sells the best sourdough bread in town",
+             "traffic on the bridge is terrible again so i am walking to work",
+             "just finished reading a novel about sailors lost in the arctic sea",
+             "my cat knocked every single plant off the windowsill this morning"]
+    for run in range(2):
+        rows = [_v2(4 * run + i, texts[4 * run + i]) for i in range(4)]
+        assert pipeline.run([str(_write_jsonl(tmp_path / f"{run}.jsonl", rows))], table, config)["output_records"] == 4
+    for stage in ("dedupe_exact", "dedupe_minhash"):
+        assert len(pipeline.history_files(table, stage)) == 4
+    third = pipeline.run([str(_write_jsonl(tmp_path / "2.jsonl", [
+        _v2(20, texts[1]), _v2(21, texts[3] + "!!"), _v2(22, texts[5]), _v2(23, texts[7] + "!!"),
+        _v2(24, "something nobody said before about cooking pasta at midnight"),
+    ]))], table, config)
+    reconcile(third)
+    drops = {d["id"]: (d["stage"], d["dup_of"]) for d in publish.read_log(table, "drops", third["run_id"]).to_pylist()}
+    assert drops == {"1020": ("dedupe_exact", "1001"), "1021": ("dedupe_minhash", "1003"),
+                     "1022": ("dedupe_exact", "1005"), "1023": ("dedupe_minhash", "1007")}
+    assert third["output_records"] == 1
+
+
 def test_a_history_kept_as_one_file_per_run_still_dedupes_appends(tmp_path):
     """Tables written before 2026-12-07 hold each run's dedupe state as one file, not a folder of one per part."""
     table = tmp_path / "t"

@@ -113,9 +113,9 @@ class PolarsEngine:
         self, stage: Stage, parts: Sequence[Path], out_dir: Path, annotate_only: bool, history: Sequence[Path] = ()
     ) -> StepResult:
         """history: for a dedupe stage, the files of its persisted state of rows already published (they always
-        win); this engine groups in one process's memory, the published rows' keys with the new rows'."""
+        win), read one at a time; their keys join the new rows' as the new rows' do."""
         stage.ensure_setup()
-        history = pa.concat_tables([pq.read_table(f) for f in history]) if history else None
+        history = list(history)
         if isinstance(stage, DedupeStage) and stage.one_key_per_row:
             return self._run_key_groups(stage, parts, out_dir, annotate_only, history)
         if isinstance(stage, DedupeStage):
@@ -158,17 +158,18 @@ class PolarsEngine:
 
     def _run_dedupe(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
         # Published rows come first (rows 0..h-1, ranks 0..h-1): a new row never replaces one already published.
-        h = history.num_rows if history is not None else 0
         key_rows, key_bands, key_values, created, ids, ties, payloads = [], [], [], [], [], [], []
-        if h:
-            keys = stage.history_keys(history)
-            key_rows.append(keys.column("row").to_numpy())
+        h = 0
+        for state in map(pq.read_table, history):
+            keys = stage.history_keys(state)
+            key_rows.append(keys.column("row").to_numpy() + h)
             key_bands.append(keys.column("band").to_numpy())
             key_values.append(keys.column("key").to_numpy())
-            ids.append(history.column("id").cast(pa.uint64()).to_numpy())
-            payload = stage.history_payload(history)
+            ids.append(state.column("id").cast(pa.uint64()).to_numpy())
+            payload = stage.history_payload(state)
             if payload is not None:
                 payloads.append(payload)
+            h += state.num_rows
         # Pass 1: keys and ordering data for every new row, part by part (in one worker process per core where the
         # stage's hashing holds the GIL).
         if not self._keys_in_workers(stage, parts):
@@ -228,16 +229,18 @@ class PolarsEngine:
 
     def _run_key_groups(self, stage: DedupeStage, parts, out_dir: Path, annotate_only: bool, history) -> StepResult:
         """_run_dedupe for exact-key stages, in memory that does not grow with the input (see key_groups.py)."""
-        h = history.num_rows if history is not None else 0
+        h = sum(pq.read_metadata(f).num_rows for f in history)
         sizes = [read_part(p).num_rows for p in parts]
         starts = np.cumsum([h] + sizes)  # each part's first global row
         groups = KeyGroups(out_dir / "groups", int(starts[-1]), self.part_rows)
         threads = self.threads if stage.thread_safe else 1
-        if h:
-            keys = stage.history_keys(history)
-            ids = history.column("id").cast(pa.uint64()).to_numpy()
+        first = 0
+        for state in map(pq.read_table, history):  # spilled by bucket like the new rows' keys, one file at a time
+            keys = stage.history_keys(state)
+            ids = state.column("id").cast(pa.uint64()).to_numpy()
             rows = keys.column("row").to_numpy()
-            groups.add(keys.column("key").to_numpy(), rows, None, ids[rows], published=True)
+            groups.add(keys.column("key").to_numpy(), rows + first, None, ids[rows], published=True)
+            first += state.num_rows
 
         def sketch(table: pa.Table):
             columns = stage.annotate(table)
