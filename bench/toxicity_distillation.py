@@ -99,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name, parts in training_sets(corpus, hate_copies, hate_copy_seen).items():
             texts, train_labels = shuffled(parts, seed=0)
-            model = fit(texts, train_labels, params, 0, Path(work), quantization)
+            model = fit(texts, train_labels, params, 0, Path(work), quantization, corpus.word_vectors)
             probs = {t: toxic_probability(model, corpus.texts[t].filter(pl.Series(held[t]))) for t in TASKS}
             results["rows"][name] = scores(labels, probs) | {"train_rows": len(train_labels)}
 

