@@ -38,6 +38,9 @@ def test_word_encodings_are_each_word_alone_whatever_the_batch():
     assert np.allclose(together, alone, atol=1e-5)
     assert np.allclose(teacher.word_encodings(words[::-1], batch_size=2)[::-1], together, atol=1e-5)
     # MiniLM places words by meaning: an insult nearer to another insult than to furniture.
-    a, b, c = (teacher.word_encodings(["idiot", "moron", "chair"]) / 1.0).tolist()
-    cos = lambda x, y: np.dot(x, y) / np.linalg.norm(x) / np.linalg.norm(y)  # noqa: E731
-    assert cos(a, b) > cos(a, c)
+    idiot, moron, chair = teacher.word_encodings(["idiot", "moron", "chair"])
+    assert _cosine(idiot, moron) > _cosine(idiot, chair)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
