@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from transforms import publish
 from transforms.schema import TWEET_SCHEMA, conform
+from transforms.stages.toxicity import DEFAULT_MODEL, tuned_threshold
 
 ALL_STAGES = ("normalize", "dedupe_exact", "langid", "dedupe_minhash", "toxicity", "pii")
 WORDS = np.array(
@@ -63,7 +64,7 @@ def curated_rows(n: int, *, seed: int = 0, first_id: int = 1_500_000_000_000_000
         cols["minhash_dup_of"] = pa.nulls(n, pa.string())
         cols["minhash_cluster_size"] = pa.array(np.ones(n, dtype=np.int64))
     if "toxicity" in stages:
-        tox = rng.uniform(0.0, 0.49, n).astype(np.float32)
+        tox = rng.uniform(0.0, 0.98 * tuned_threshold(DEFAULT_MODEL), n).astype(np.float32)  # under the shipped one
         cols["toxicity"] = pa.array(tox, mask=rng.random(n) < 0.1)  # some rows are not scored
         cols["is_toxic"] = pa.array(np.zeros(n, dtype=bool))
     if "pii" in stages:
