@@ -57,12 +57,14 @@ class Teacher:
         self._encoder = AutoModel.from_pretrained(minilm_dir(), local_files_only=True)
         self._head = torch.nn.Linear(self._encoder.config.hidden_size, 2)
 
-    def _logits(self, texts: list[str]):
-        batch = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=self.settings.max_length, return_tensors="pt"
-        )
+    def _pooled(self, texts: list[str], max_length: int):
+        """The mean-pooled encodings of a batch of texts, each cut to `max_length` word pieces."""
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         hidden = self._encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        return self._head(mean_pool(hidden, batch["attention_mask"]))
+        return mean_pool(hidden, batch["attention_mask"])
+
+    def _logits(self, texts: list[str]):
+        return self._head(self._pooled(texts, self.settings.max_length))
 
     def fit(self, texts: list[str], labels: np.ndarray) -> None:
         torch, s = self._torch, self.settings
@@ -89,13 +91,11 @@ class Teacher:
         self._encoder.eval()
 
     def predict(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """P(class 1) per text. Texts go in batches of similar length, so little time goes on padding."""
+        """P(class 1) per text."""
         torch = self._torch
-        order = np.argsort(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), kind="stable")
         out = np.zeros(len(texts), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                rows = order[start : start + batch_size]
+            for rows in _length_batches(texts, batch_size):
                 out[rows] = torch.softmax(self._logits([texts[i] for i in rows]), -1)[:, 1].numpy()
         return out
 
@@ -103,17 +103,10 @@ class Teacher:
         """float32 (len(words), hidden): the mean-pooled encoding of each word seen alone. The fine-tuned encoder
         places a word by what it knows of it, offence included, also for words the labelled rows show too rarely
         for a student to learn (toxicity.WordVectors)."""
-        torch = self._torch
-        order = np.argsort(np.fromiter(map(len, words), dtype=np.int64, count=len(words)), kind="stable")
         out = np.zeros((len(words), self._encoder.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(words), batch_size):
-                rows = order[start : start + batch_size]
-                batch = self._tokenizer([words[i] for i in rows], padding=True, truncation=True,
-                                        max_length=WORD_PIECES, return_tensors="pt")
-                hidden = self._encoder(input_ids=batch["input_ids"],
-                                       attention_mask=batch["attention_mask"]).last_hidden_state
-                out[rows] = mean_pool(hidden, batch["attention_mask"]).numpy()
+        with self._torch.inference_mode():
+            for rows in _length_batches(words, batch_size):
+                out[rows] = self._pooled([words[i] for i in rows], WORD_PIECES).numpy()
         return out
 
     def save(self, folder: Path, **facts) -> dict:
@@ -134,6 +127,13 @@ class Teacher:
                 "settings": self.settings.model_dump(), "max_length": self.settings.max_length, "threshold": 0.5}
         (folder / TRANSFORMER_INFO).write_text(json.dumps(info | facts, indent=2) + "\n")
         return info | facts
+
+
+def _length_batches(texts: list[str], batch_size: int):
+    """Row numbers of `texts` in batches of similar length, so that little time goes on padding."""
+    order = np.argsort(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), kind="stable")
+    for start in range(0, len(texts), batch_size):
+        yield order[start : start + batch_size]
 
 
 def perturbed_copies(texts: list[str], copies: int, seed: int, drop: float = 0.15, crop: float = 0.3) -> np.ndarray:
