@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from transforms.stages import stage_class
 from transforms.stages.toxicity import DEFAULT_MODEL, Toxicity, ToxicityConfig, prepare_series
 from transforms.training.toxicity import (
+    CARD_FILE,
     TASKS,
     Params,
     Quantization,
@@ -18,6 +19,7 @@ from transforms.training.toxicity import (
     fit,
     load_split,
     macro_f1,
+    model_card,
     stratified_folds,
     train_toxicity,
     train_transformer,
@@ -103,6 +105,14 @@ def test_scores_are_probabilities_and_threshold_splits_them():
 def test_default_threshold_is_the_tuned_one():
     assert _stage()._threshold == METRICS["threshold"]
     assert 0 < METRICS["threshold"] < 1
+
+
+def test_shipped_model_card_is_the_one_its_training_run_writes():
+    """The card says "do not edit by hand": it must be what the template renders from the shipped metrics.json, so
+    the figures it states are the measured ones."""
+    card = (DEFAULT_MODEL.parent / CARD_FILE).read_text()
+    assert card == model_card(METRICS)
+    assert f"{METRICS['val_macro_f1']['offensive']:.4f}" in card and f"{METRICS['model_bytes']:,}" in card
 
 
 def test_handles_and_urls_do_not_change_the_score():
