@@ -208,3 +208,23 @@ def test_a_gpu_that_is_not_there_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SetupError, match="torch sees no GPU here: set settings.dedupe_semantic.device"):
         DedupeSemantic(SemanticConfig(device="cuda:1")).ensure_setup()
+
+
+def test_a_gpu_a_scheduler_gives_the_task_becomes_the_stage_device(monkeypatch):
+    """on_gpu: the GPU a cluster gave the task replaces `auto` (and any cuda device); a stage set to the CPU asks
+    for no GPU and stays as it is. Where torch does not see that GPU, the task stops saying where it came from."""
+    import torch
+
+    from transforms.stages import dedupe_semantic
+
+    if not torch.cuda.is_available():
+        with pytest.raises(SetupError, match=r"the cluster gave this task the GPU '1' .* sees no GPU"):
+            DedupeSemantic().on_gpu("1")
+    with pytest.raises(SetupError, match=r"the GPU 'GPU-8f2a' .* must name the GPUs by the indexes"):
+        DedupeSemantic().on_gpu("GPU-8f2a")
+    monkeypatch.setattr(dedupe_semantic, "assigned_device", lambda address: f"cuda:{address}")
+    for device in ("auto", "cuda", "cuda:0"):
+        placed = DedupeSemantic(SemanticConfig(device=device, threshold=0.95)).on_gpu("1")
+        assert placed.config == SemanticConfig(device="cuda:1", threshold=0.95)
+    on_cpu = DedupeSemantic(SemanticConfig(device="cpu"))
+    assert not on_cpu.resources.gpu and on_cpu.on_gpu("1") is on_cpu

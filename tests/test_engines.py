@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests import gpu_probe
 from tests.helpers import small_toxicity_transformer, synthetic_toxic_tweets, tweets, write_parts
 from transforms import demo, pipeline, publish
 from transforms.config import load_config
@@ -31,7 +32,10 @@ from transforms.engines.polars import PolarsEngine
 from transforms.engines.staging import read_part
 from transforms.readers import ReaderOptions, expand_inputs
 from transforms.readers.pieces import plan_pieces
+from transforms.engines.part_tasks import BatchTask
 from transforms.stages import CATALOGUE, stage_class
+from transforms.stages.base import SetupError
+from transforms.stages.dedupe_semantic import DedupeSemantic
 from transforms.stages.normalize import Normalize
 from transforms.stages.toxicity import Toxicity, ToxicityConfig
 from transforms.steps import MARKER
@@ -404,6 +408,78 @@ def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp
         spark_session.stop()
         subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
     assert not list((tmp_path / "cluster").glob("*.pid"))
+
+
+def _probe_runs(parts) -> list[tuple[str, float, float]]:
+    """(device, started, ended) of each part's task, from gpu_probe's columns."""
+    runs = []
+    for part in parts:
+        table = read_part(part)
+        assert len(set(table.column("device").to_pylist())) == 1  # one task, one device
+        runs.append((table["device"][0].as_py(), table["started"][0].as_py(), table["ended"][0].as_py()))
+    return runs
+
+
+@pytest.mark.slow
+def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
+    """On a standalone cluster whose worker offers two GPUs (named by a discovery script, which is all Spark checks)
+    and four cores, a GPU stage's tasks ask for one GPU each: at most two run at once, and tasks running at the same
+    time run on different GPUs, each the one Spark gave it. Where torch sees no such GPU, the real stage stops on
+    its first task saying so."""
+    script = tmp_path / "gpus.sh"
+    script.write_text("#!/usr/bin/env bash\necho '{\"name\": \"gpu\", \"addresses\": [\"0\", \"1\"]}'\n")
+    script.chmod(0o755)
+    env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
+           "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "4",
+           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable,
+           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=2 -Dspark.worker.resource.gpu.discoveryScript={script}"}
+    started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
+                             timeout=300)
+    from pyspark import cloudpickle
+
+    cloudpickle.register_pickle_by_value(gpu_probe)  # executors cannot import tests/
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        engine = make_engine("spark", part_rows=20, master=started.stdout.strip().splitlines()[-1],
+                             executor_memory="1g", conf={"spark.executor.resource.gpu.amount": 2})
+        rows = [{"id": str(100 + i), "text": f"tweet number {i} about the garden", "created_at": i} for i in range(160)]
+        parts = write_parts(tweets(rows), tmp_path / "in", 20)
+        result = engine.run_stage(gpu_probe.GpuProbe(), parts, tmp_path / "probe", False)
+        runs = _probe_runs(result.parts)
+        assert len(runs) == 8 and {device for device, _, _ in runs} == {"cuda:0", "cuda:1"}
+        at_once = [[r for r in runs if r[1] <= start < r[2]] for _, start, _ in runs]
+        assert max(map(len, at_once)) == 2  # two tasks ran together (four cores), never three (two GPUs)
+        assert all(len({device for device, _, _ in group}) == len(group) for group in at_once)
+        import torch
+
+        if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+            with pytest.raises(SetupError, match=r"the cluster gave this task the GPU '[01]' .* torch on the executor sees no GPU"):
+                engine.run_stage(DedupeSemantic(), parts, tmp_path / "semantic", False)
+    finally:
+        cloudpickle.unregister_pickle_by_value(gpu_probe)
+        spark_session.stop()
+        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+    assert not list((tmp_path / "cluster").glob("*.pid"))
+
+
+def test_beam_asks_for_the_accelerator_on_gpu_stage_tasks_only(tmp_path):
+    """A GPU stage's tasks carry the `accelerator` resource hint (Dataflow's GPU request); other tasks carry none,
+    and the local runner runs hinted tasks as any other (no GPU assigned: the stage keeps its device)."""
+    import apache_beam as beam
+
+    hint = "type:nvidia-l4;count:1;install-nvidia-driver"
+    engine = make_engine("beam", part_rows=20, running_mode="in_memory", accelerator=hint)
+    parts = [str(p) for p in write_parts(tweets([{"id": "1", "text": "a tweet", "created_at": 1}]), tmp_path / "in", 20)]
+
+    def hints(stage):
+        task = BatchTask(stage, parts, str(tmp_path / "out"), 20, False)
+        return engine._task_step(task, str(tmp_path / "statuses"), beam.ParDo).get_resource_hints()
+
+    assert hints(gpu_probe.GpuProbe()) == {"beam:resources:accelerator:v1": hint.encode()}
+    assert hints(gpu_probe.GpuProbe(gpu_probe.GpuProbeConfig(device="cpu"))) == {}
+    assert hints(Normalize()) == {}
+    result = engine.run_stage(gpu_probe.GpuProbe(gpu_probe.GpuProbeConfig(seconds=0)), parts, tmp_path / "run", False)
+    assert [device for device, _, _ in _probe_runs(result.parts)] == ["auto"]
 
 
 @pytest.mark.slow

@@ -163,3 +163,17 @@ def test_the_cli_trains_it_into_a_folder_the_user_names(capsys):
     with pytest.raises(SystemExit):  # never into the package: ~90 MB
         build_parser().parse_args(["train-toxicity-transformer"])
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_gpu_a_scheduler_gives_the_task_becomes_the_transformer_device(monkeypatch, tmp_path):
+    """on_gpu moves the transformer (the stage's one GPU work) onto the task's GPU and changes nothing else; fastText
+    alone, or a transformer set to the CPU, asks for no GPU and stays as it is."""
+    from transforms.stages import toxicity
+
+    monkeypatch.setattr(toxicity, "assigned_device", lambda address: f"cuda:{address}")
+    config = ToxicityConfig(threshold=0.6, transformer={"path": tmp_path, "margin": 0.2, "batch_size": 8})
+    placed = Toxicity(config).on_gpu("3")
+    assert placed.config.transformer.device == "cuda:3"
+    assert placed.config.model_copy(update={"transformer": config.transformer}) == config
+    for stage in (Toxicity(), Toxicity(ToxicityConfig(transformer={"path": tmp_path, "device": "cpu"}))):
+        assert not stage.resources.gpu and stage.on_gpu("3") is stage

@@ -44,6 +44,21 @@ def mean_pool(hidden, attention_mask):
     return (hidden * weights).sum(1) / weights.sum(1)
 
 
+def assigned_device(address: str) -> str:
+    """The torch device of the GPU a cluster's scheduler gave a task (`address`, as its discovery script named it);
+    SetupError unless torch sees it there."""
+    import torch
+
+    from transforms.stages.base import SetupError
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not address.isdigit() or int(address) >= seen:
+        raise SetupError(f"the cluster gave this task the GPU {address!r} (Spark: spark.executor.resource.gpu.*), "
+                         f"but torch on the executor sees {seen or 'no'} GPU: the executors' GPU discovery script "
+                         "must name the GPUs by the indexes torch numbers them by (as nvidia-smi does)")
+    return f"cuda:{address}"
+
+
 def check_device(device: str, setting: str) -> None:
     """SetupError unless torch sees the GPU a `device` setting names. Checked where the stage runs (on a Spark
     cluster, the executors may hold GPUs the driver lacks)."""

@@ -34,6 +34,9 @@ class BeamOptions(BaseModel):
     running_mode: Literal["multi_processing", "multi_threading", "in_memory"] = "multi_processing"
     partitions: int | None = Field(None, gt=0)  # shuffle partitions of a dedupe's grouping; default: from its size
     pipeline_args: tuple[str, ...] = ()  # any other Beam pipeline option, e.g. ("--flink_master=host:8081",)
+    # The resource hint a GPU stage's tasks carry, in the runner's words, e.g. Dataflow's
+    # "type:nvidia-l4;count:1;install-nvidia-driver"; other tasks carry none. None: no hint.
+    accelerator: str | None = None
 
     @property
     def parallelism(self) -> int:

@@ -415,10 +415,17 @@ class BeamEngine(TaskEngine):
         try:
             if n:
                 self._pipeline(work, lambda p, guarded: (
-                    p | beam.Create(range(n)) | beam.Reshuffle() | guarded(_RunTask(task, str(statuses)))))
+                    p | beam.Create(range(n)) | beam.Reshuffle() | self._task_step(task, str(statuses), guarded)))
             return [json.loads(f.read_text()) for f in sorted(statuses.glob("*.json"))]
         finally:
             shutil.rmtree(statuses, ignore_errors=True)
+
+    def _task_step(self, task: Callable, statuses: str, guarded: Callable):
+        """The transform that runs the tasks; a GPU stage's asks the runner for the `accelerator` option's GPU."""
+        step = guarded(_RunTask(task, statuses))
+        if self.options.accelerator and part_tasks.gpu_stage(task) is not None:
+            step = step.with_resource_hints(accelerator=self.options.accelerator)
+        return step
 
     def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: Sequence[Path]) -> Path:
         """Ranks (a range-partitioned sort), band keys, the buckets' edges (verified where the stage says so), and

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -56,12 +56,20 @@ _STAGES: dict[tuple[str, str, str], Stage] = {}
 
 
 def worker_stage(stage: Stage) -> Stage:
-    """This worker's set-up instance of `stage` (models load once per worker process, not once per task)."""
+    """This worker's instance of `stage`, one per configuration: its models load once per worker process, not once
+    per task, and only in tasks that need them (the stage's annotate sets it up; verifying pairs or reading history
+    never loads an encoder)."""
     key = (type(stage).__module__, type(stage).__qualname__, stage.config.model_dump_json())
-    if key not in _STAGES:
-        stage.ensure_setup()
-        _STAGES[key] = stage
-    return _STAGES[key]
+    return _STAGES.setdefault(key, stage)
+
+
+def gpu_stage(task: Callable) -> Stage | None:
+    """The stage whose models `task` runs on a GPU (a batch stage's or a dedupe stage's annotate, for a stage whose
+    resources name a GPU), or None: the one kind of task an engine gives a GPU."""
+    stage = getattr(task, "stage", None)
+    if isinstance(task, (BatchTask, SketchTask)) and stage.resources.gpu:
+        return stage
+    return None
 
 
 def part_bits(parts: int, published: int, ranges: int, option: str) -> int:

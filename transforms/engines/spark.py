@@ -17,6 +17,7 @@ on this host; a shared mount otherwise).
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import re
@@ -63,6 +64,25 @@ def _worker_errors() -> Iterator[None]:
         raise rebuilt from error
 
 
+class _OnItsGpu:
+    """A GPU stage's task, run with the stage on the GPU Spark gave the task (its "gpu" resource), so that tasks
+    sharing an executor's GPUs each use their own instead of all using the first. Where Spark gave it none (local
+    mode, executors without GPUs) the stage keeps its configured device."""
+
+    def __init__(self, task: Callable):
+        self.task = task
+
+    def __call__(self, batches):
+        from pyspark import TaskContext
+
+        gpus = TaskContext.get().resources().get("gpu")
+        task = self.task
+        if gpus is not None and gpus.addresses:
+            task = copy.copy(task)
+            task.stage = task.stage.on_gpu(gpus.addresses[0])
+        return task(batches)
+
+
 class SparkEngine(TaskEngine):
     name = "spark"
 
@@ -78,9 +98,25 @@ class SparkEngine(TaskEngine):
         from pyspark.sql.pandas.types import from_arrow_schema
 
         schema = from_arrow_schema(part_tasks.STATUS_SCHEMA)
+        profile = None
+        if part_tasks.gpu_stage(task) is not None:
+            task, profile = _OnItsGpu(task), self._gpu_profile()
         with _worker_errors():
-            rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema).collect()
+            rows = self.spark.range(n, numPartitions=max(1, n)).mapInArrow(task, schema, profile=profile).collect()
         return [json.loads(r["status"]) for r in sorted(rows, key=lambda r: r["task"])]
+
+    def _gpu_profile(self):
+        """The resource profile of a GPU stage's tasks: one CPU and `task_gpus` GPUs each, so Spark runs as many at
+        once on an executor as it has GPUs for. None where Spark cannot give tasks their own profile (local mode,
+        dynamic allocation: set spark.task.resource.gpu.amount there) or the executors have no GPUs."""
+        from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+        conf = self.spark.sparkContext.getConf()
+        if (self.options.local or float(conf.get("spark.executor.resource.gpu.amount", "0")) <= 0
+                or conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"):
+            return None
+        requests = TaskResourceRequests().cpus(int(conf.get("spark.task.cpus", "1")))
+        return ResourceProfileBuilder().require(requests.resource("gpu", self.options.task_gpus)).build
 
     def _group(self, stage: DedupeStage, parts: list[str], work: Path, history: Sequence[Path]) -> Path:
         """The grouping of a dedupe stage; writes each grouped row's verdict under work/verdict/part=<i>.

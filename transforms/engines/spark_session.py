@@ -48,6 +48,9 @@ class SparkOptions(BaseModel):
     # Driver environment variables handed to the Python workers (besides every TWEETMILL_* one), e.g. a stage's
     # key variable with another name. They travel inside the task description, never in Spark's settings or UI.
     forward_env: tuple[str, ...] = ()
+    # GPUs each task of a GPU stage asks for where the executors have GPUs (spark.executor.resource.gpu.amount): 1,
+    # one task per GPU; 0.5, two tasks share one. Other stages' tasks ask for none.
+    task_gpus: float = Field(1.0, gt=0, le=1)
 
     @property
     def local(self) -> bool:

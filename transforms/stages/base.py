@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 @dataclass(frozen=True)
 class Resources:
-    """What a stage needs on a worker."""
+    """What a stage needs on a worker. `gpu`: its annotate runs a model that wants one GPU (an engine that schedules
+    GPUs gives each such task one and hands its address to `Stage.on_gpu`)."""
 
     model_files: tuple[str, ...] = ()
     gpu: bool = False
@@ -58,12 +59,18 @@ class Stage:
     def resources(self) -> Resources:
         return Resources()
 
+    def on_gpu(self, address: str) -> Stage:
+        """This stage with its GPU work on the GPU a cluster's scheduler gave the task (`address`: its index as torch
+        numbers the worker's GPUs). Stages whose resources name no GPU are returned as they are."""
+        return self
+
     def preflight(self) -> None:
         """Check, where the run starts and before any work, what `setup` will need from the environment besides
         model files (the config checks those); raise SetupError if it is missing. Loads no model."""
 
     def setup(self) -> None:
-        """Load models and other per-worker state. Called once per worker before the first table."""
+        """Load models and other per-worker state, once per worker: a stage's methods that need it call
+        `ensure_setup` first (engines may also call it up front, where a run starts)."""
 
     def ensure_setup(self) -> None:
         if not self._ready:

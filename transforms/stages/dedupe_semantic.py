@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from transforms import semantic
-from transforms.encoder import DEVICE_PATTERN, check_device, model_files
+from transforms.encoder import DEVICE_PATTERN, assigned_device, check_device, model_files
 from transforms.stages.base import DedupeStage, Resources, StageConfig, in_languages
 
 
@@ -61,6 +61,11 @@ class DedupeSemantic(DedupeStage):
     @property
     def resources(self) -> Resources:
         return Resources(model_files=tuple(map(str, model_files())), gpu=self.config.device != "cpu")
+
+    def on_gpu(self, address: str) -> DedupeSemantic:
+        if not self.resources.gpu:
+            return self
+        return DedupeSemantic(self.config.model_copy(update={"device": assigned_device(address)}))
 
     def setup(self) -> None:
         cfg = self.config

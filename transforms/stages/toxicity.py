@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from transforms.encoder import DEVICE_PATTERN, Encoder, check_device, model_files
+from transforms.encoder import DEVICE_PATTERN, Encoder, assigned_device, check_device, model_files
 from transforms.models import PACKAGED, Packaged, resolve_model
 from transforms.stages.base import BatchStage, Resources, StageConfig, in_languages
 
@@ -191,6 +191,12 @@ class Toxicity(BatchStage):
             return Resources(model_files=(str(self.config.model_file()),))
         return Resources(model_files=(str(self.config.model_file()), *map(str, transformer.files())),
                          gpu=transformer.device != "cpu")
+
+    def on_gpu(self, address: str) -> Toxicity:
+        if not self.resources.gpu:
+            return self
+        transformer = self.config.transformer.model_copy(update={"device": assigned_device(address)})
+        return Toxicity(self.config.model_copy(update={"transformer": transformer}))
 
     def setup(self) -> None:
         import fasttext
