@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests import gpu_probe
+from tests import probe
 from tests.helpers import small_toxicity_transformer, synthetic_toxic_tweets, tweets, write_parts
 from transforms import demo, pipeline, publish
 from transforms.config import load_config
@@ -368,15 +368,17 @@ def test_polars_worker_processes_run_native_code_on_one_thread_each(omp_threads)
     assert threads == {int(omp_threads or 1)}
 
 
+@pytest.mark.slow
 def test_beam_worker_processes_run_native_code_on_one_thread_each(omp_threads, tmp_path):
-    """The same for the worker processes Beam's local runner starts (multi_processing): the command it is given
-    starts Python with torch on one thread, or on the caller's setting."""
-    runner, _ = make_engine("beam", part_rows=100, running_mode="multi_processing", workers=2)._runner(tmp_path)
-    command = runner._default_environment.command_string
-    probe = command.replace("-m apache_beam.runners.worker.sdk_worker_main",
-                            "-c 'import torch; print(torch.get_num_threads())'")
-    assert probe != command
-    assert subprocess.run(probe, shell=True, capture_output=True, text=True, check=True).stdout.strip() == (omp_threads or "1")
+    """The same for the worker processes Beam's local runner starts (multi_processing): a stage's tasks run there
+    with torch on one thread, or on the caller's setting."""
+    engine = make_engine("beam", part_rows=20, running_mode="multi_processing", workers=2)
+    rows = [{"id": str(100 + i), "text": f"tweet number {i}", "created_at": i} for i in range(80)]
+    parts = write_parts(tweets(rows), tmp_path / "in", 20)
+    result = engine.run_stage(probe.Probe(probe.ProbeConfig(seconds=0)), parts, tmp_path / "probe", False)
+    runs = _probe_runs(result.parts, ("pid", "threads"))
+    assert len(runs) == 4 and os.getpid() not in {pid for pid, _ in runs}  # in Beam's worker processes
+    assert {threads for _, threads in runs} == {int(omp_threads or 1)}
 
 
 def _free_port() -> int:
@@ -410,13 +412,13 @@ def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp
     assert not list((tmp_path / "cluster").glob("*.pid"))
 
 
-def _probe_runs(parts) -> list[tuple[str, float, float]]:
-    """(device, started, ended) of each part's task, from gpu_probe's columns."""
+def _probe_runs(parts, columns=("device", "started", "ended")) -> list[tuple]:
+    """The probe stage's report of each part's task (one task a part: one value a column)."""
     runs = []
     for part in parts:
-        table = read_part(part)
-        assert len(set(table.column("device").to_pylist())) == 1  # one task, one device
-        runs.append((table["device"][0].as_py(), table["started"][0].as_py(), table["ended"][0].as_py()))
+        table = read_part(part).select(list(columns))
+        assert table.num_rows and all(len(set(table.column(c).to_pylist())) == 1 for c in columns)
+        runs.append(tuple(table.column(c)[0].as_py() for c in columns))
     return runs
 
 
@@ -437,14 +439,14 @@ def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
                              timeout=300)
     from pyspark import cloudpickle
 
-    cloudpickle.register_pickle_by_value(gpu_probe)  # executors cannot import tests/
+    cloudpickle.register_pickle_by_value(probe)  # executors cannot import tests/
     try:
         assert started.returncode == 0, started.stderr[-2000:]
         engine = make_engine("spark", part_rows=20, master=started.stdout.strip().splitlines()[-1],
                              executor_memory="1g", conf={"spark.executor.resource.gpu.amount": 2})
         rows = [{"id": str(100 + i), "text": f"tweet number {i} about the garden", "created_at": i} for i in range(160)]
         parts = write_parts(tweets(rows), tmp_path / "in", 20)
-        result = engine.run_stage(gpu_probe.GpuProbe(), parts, tmp_path / "probe", False)
+        result = engine.run_stage(probe.Probe(), parts, tmp_path / "probe", False)
         runs = _probe_runs(result.parts)
         assert len(runs) == 8 and {device for device, _, _ in runs} == {"cuda:0", "cuda:1"}
         at_once = [[r for r in runs if r[1] <= start < r[2]] for _, start, _ in runs]
@@ -456,7 +458,7 @@ def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
             with pytest.raises(SetupError, match=r"the cluster gave this task the GPU '[01]' .* torch on the executor sees no GPU"):
                 engine.run_stage(DedupeSemantic(), parts, tmp_path / "semantic", False)
     finally:
-        cloudpickle.unregister_pickle_by_value(gpu_probe)
+        cloudpickle.unregister_pickle_by_value(probe)
         spark_session.stop()
         subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
     assert not list((tmp_path / "cluster").glob("*.pid"))
@@ -475,10 +477,10 @@ def test_beam_asks_for_the_accelerator_on_gpu_stage_tasks_only(tmp_path):
         task = BatchTask(stage, parts, str(tmp_path / "out"), 20, False)
         return engine._task_step(task, str(tmp_path / "statuses"), beam.ParDo).get_resource_hints()
 
-    assert hints(gpu_probe.GpuProbe()) == {"beam:resources:accelerator:v1": hint.encode()}
-    assert hints(gpu_probe.GpuProbe(gpu_probe.GpuProbeConfig(device="cpu"))) == {}
+    assert hints(probe.Probe()) == {"beam:resources:accelerator:v1": hint.encode()}
+    assert hints(probe.Probe(probe.ProbeConfig(device="cpu"))) == {}
     assert hints(Normalize()) == {}
-    result = engine.run_stage(gpu_probe.GpuProbe(gpu_probe.GpuProbeConfig(seconds=0)), parts, tmp_path / "run", False)
+    result = engine.run_stage(probe.Probe(probe.ProbeConfig(seconds=0)), parts, tmp_path / "run", False)
     assert [device for device, _, _ in _probe_runs(result.parts)] == ["auto"]
 
 
