@@ -2,6 +2,11 @@
 columns) and the raw suite on the same rows as the ingest step hands them over (Arrow tables).
 
     .venv/bin/python bench/bench_gate.py [--n 1000000] [--out /tmp/tweetmill_bench_gate]
+    .venv/bin/python bench/bench_gate.py --n 4000000 --slice-rows 1000000 --curated-only   # the gate in slices
+
+`--slice-rows` sets the rows the curated gate holds at once (expectations/gate.py SLICE_ROWS, default 4M: one
+frame of every row below it, the obvious way); the peak RSS of the process shows what the gate held. Run once per
+setting, each in its own process.
 
 Shards are generated deterministically (seeded, tests/curated.py) once per size and reused. Reported: the Great
 Expectations import (paid once per process), the check-frame build (polars reads + residual-PII regexes), and the
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import time
@@ -22,7 +28,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from expectations import frames  # noqa: E402
+from expectations import frames, gate  # noqa: E402
 from expectations.gate import validate_input, validate_output  # noqa: E402
 from expectations.parameters import suite_parameters  # noqa: E402
 from tests.curated import ALL_STAGES, curated_rows, report_for, write_shards  # noqa: E402
@@ -45,8 +51,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=Path("/tmp/tweetmill_bench_gate"))
+    ap.add_argument("--slice-rows", type=int, default=gate.SLICE_ROWS)
+    ap.add_argument("--curated-only", action="store_true", help="no check-frame timing, no raw suite: peak RSS is the gate's")
     args = ap.parse_args()
+    gate.SLICE_ROWS = args.slice_rows
     shards = shards_for(args.n, args.out)
+    if args.curated_only:
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t0 = time.perf_counter()
+        result = validate_output(shards, config=CONFIG, report=report_for("bench", args.n, ALL_STAGES),
+                                 out_dir=args.out / f"n{args.n}" / f"gate-{args.slice_rows}")
+        print(json.dumps({"rows": args.n, "shards": len(shards), "slice_rows": args.slice_rows,
+                          "validate_output_s": round(time.perf_counter() - t0, 2), "success": result.success,
+                          "peak_rss_mb_before": round(rss_before),
+                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+        return
     report = report_for("bench", args.n, ALL_STAGES)
 
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """The check frames the suites run on: small pandas frames built with polars, never holding tweet text.
 
 - rows: one row per tweet, only the columns the applicable expectations use; text appears only through derived
-  columns (text_length, residual_pii), so no validation result or Data Docs page can show a tweet.
+  columns (text_length, residual_pii), so no validation result or Data Docs page can show a tweet. A large run is
+  checked in slices of rows, its uniqueness in hash buckets of one column (expectations/gate.py).
 - schema: one row per published column ("name", and "field" = "name: type").
 - shards: one row per Parquet shard, from its footer (rows, bytes, row groups, a schema fingerprint).
 - funnel: one row per stage of each run report, plus a "publish" row, for the count reconciliation.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 import polars as pl
@@ -67,6 +68,49 @@ def rows_frame(sources: Sequence[Source], columns: set[str], params: dict[str, A
     frame = frame.select(exprs).collect()
     # float64 holds every float32 exactly, and GX compares float64 columns vectorized (float32 goes row by row).
     return frame.with_columns(pl.selectors.float().cast(pl.Float64)).to_pandas()
+
+
+def source_rows(source: Source) -> int:
+    return source.num_rows if isinstance(source, pa.Table) else pq.read_metadata(source).num_rows
+
+
+def row_slices(sources: Sequence[Source], rows: int) -> list[list[Source]]:
+    """Consecutive sources grouped into slices of at most `rows` rows (a larger source is a slice of its own): the
+    rows frame of one slice is what the gate holds at once."""
+    slices: list[list[Source]] = []
+    held = 0
+    for source in sources:
+        n = source_rows(source)
+        if not slices or (slices[-1] and held + n > rows):
+            slices.append([])
+            held = 0
+        slices[-1].append(source)
+        held += n
+    return slices
+
+
+def count_frame(rows: int) -> pd.DataFrame:
+    """A frame of `rows` rows and no column (nothing held): what a row-count expectation needs of a large run."""
+    return pd.DataFrame(index=pd.RangeIndex(rows))
+
+
+def key_buckets(slices: Sequence[Sequence[Source]], column: str, buckets: int, folder: Path) -> Iterator[pd.DataFrame]:
+    """`column` (with each row's id) of every row, in `buckets` frames split by the value's hash, so that equal
+    values meet in one frame of ~1/buckets of the rows: uniqueness checked in bounded memory. Each slice is read
+    once and spread over `folder`; a missing column gives one frame without it (its expectation then fails)."""
+    names = sorted({column, "id"})
+    if not all(name in _scan(slices[0]).collect_schema().names() for name in names):
+        yield pd.DataFrame({"id": pd.Series([], dtype=object)})
+        return
+    for i, sources in enumerate(slices):
+        frame = _scan(sources).select(names).with_columns(bucket=pl.col(column).hash(seed=0) % buckets).collect()
+        for (bucket,), part in frame.partition_by("bucket", as_dict=True).items():
+            (folder / str(bucket)).mkdir(parents=True, exist_ok=True)
+            part.drop("bucket").write_parquet(folder / str(bucket) / f"{i}.parquet")
+    for bucket in range(buckets):
+        files = sorted((folder / str(bucket)).glob("*.parquet"))
+        if files:
+            yield pl.read_parquet(files).to_pandas()
 
 
 def schema_frame(schema: pa.Schema) -> pd.DataFrame:

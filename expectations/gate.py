@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -30,6 +32,16 @@ from transforms.versions import shard_uris
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 EXAMPLES = 5
+# Rows in one rows frame at most (~100 bytes a row there): a larger run is checked slice by slice, so the gate's
+# memory does not grow with the run (expectations/frames.py).
+SLICE_ROWS = 4_000_000
+ROW_WISE = {  # expectations whose verdict on all rows is the sum of their verdicts on slices of them
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null", "expect_column_values_to_match_regex",
+    "expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set", "expect_column_pair_values_a_to_be_greater_than_b",
+    "expect_column_pair_values_to_be_equal",
+}
+ROW_COUNT, UNIQUE = "expect_table_row_count_to_equal", "expect_column_values_to_be_unique"
 RESULT_FILE = "validation.json"
 DOCS_DIR = "data_docs"
 # The column that names a row of each check frame in failures (ids for tweets, never their text).
@@ -113,29 +125,67 @@ def validate_input(sources: Sequence[Path | pa.Table], *, out_dir: Path | None =
         schema = pq.read_schema(sources[0]) if sources else TWEET_SCHEMA
     params = {"canonical_fields": field_names(TWEET_SCHEMA)}
     plan = applicable(load_suite("raw"), (), params)
-    columns = {c for e in plan.get("rows", []) for c in columns_used(e)}
-    checks = {"schema": frames.schema_frame(schema), "rows": frames.rows_frame(sources, columns, params)}
-    return _run("raw", plan, checks, params, out_dir)
+    with tempfile.TemporaryDirectory(prefix="gate-", dir=_work_parent(out_dir)) as work:
+        checks = {"schema": [frames.schema_frame(schema)]}
+        return _run("raw", _passes(plan, checks, sources, params, Path(work)), params, out_dir)
 
 
 def _validate_curated(shards: list[Path], config: PipelineConfig, reports: list[dict], out_dir: Path) -> GateResult:
     params = suite_parameters(config, reports)
     plan = applicable(load_suite("curated"), stages_run(reports), params)
-    columns = {c for e in plan.get("rows", []) for c in columns_used(e)}
-    checks = {
-        "rows": frames.rows_frame(shards, columns, params),
-        "shards": frames.shards_frame(shards),
-        "funnel": frames.funnel_frame(reports),
-    }
+    checks = {"shards": [frames.shards_frame(shards)], "funnel": [frames.funnel_frame(reports)]}
     notes = []
     if shards:
-        checks["schema"] = frames.schema_frame(pq.read_schema(shards[0]))
+        checks["schema"] = [frames.schema_frame(pq.read_schema(shards[0]))]
     else:
         notes.append("no shards: nothing published, schema not checked")
         plan.pop("schema", None)
-    result = _run("curated", plan, checks, params, out_dir)
+    with tempfile.TemporaryDirectory(prefix="gate-", dir=_work_parent(out_dir)) as work:
+        result = _run("curated", _passes(plan, checks, shards, params, Path(work)), params, out_dir)
     result.notes += notes
     return result
+
+
+def _work_parent(out_dir: Path | None) -> Path | None:
+    """Where a large run's hash buckets go for the gate's while: beside its results (on the table's storage)."""
+    if out_dir is None:
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return Path(out_dir)
+
+
+Pass = tuple[str, list[dict], Iterable[pd.DataFrame]]  # a batch, expectations on it, and the frames it is checked on
+
+
+def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], rows: Sequence, params: dict,
+            work: Path) -> list[Pass]:
+    """The plan's batches with their frames; the rows batch from `rows` (shards, parts or tables): one frame where
+    the rows fit in SLICE_ROWS, else row-wise expectations slice by slice, the row count on a frame that holds
+    nothing, and each uniqueness in as many hash buckets of its column as there are slices."""
+    passes: list[Pass] = []
+    for batch, expectations in plan.items():
+        if batch != "rows":
+            passes.append((batch, expectations, checks[batch]))
+            continue
+        slices = frames.row_slices(rows, SLICE_ROWS)
+        if len(slices) <= 1:
+            columns = {c for e in expectations for c in columns_used(e)}
+            passes.append((batch, expectations, [frames.rows_frame(rows, columns, params)]))
+            continue
+        unknown = sorted({e["type"] for e in expectations} - ROW_WISE - {ROW_COUNT, UNIQUE})
+        if unknown:
+            raise ValueError(f"the rows suite has expectations the gate cannot check in slices of rows: {unknown}")
+        row_wise = [e for e in expectations if e["type"] in ROW_WISE]
+        columns = {c for e in row_wise for c in columns_used(e)}
+        passes.append((batch, row_wise, (frames.rows_frame(s, columns, params) for s in slices)))
+        counts = [e for e in expectations if e["type"] == ROW_COUNT]
+        if counts:
+            passes.append((batch, counts, [frames.count_frame(sum(map(frames.source_rows, rows)))]))
+        for e in expectations:
+            if e["type"] == UNIQUE:
+                column = e["kwargs"]["column"]
+                passes.append((batch, [e], frames.key_buckets(slices, column, len(slices), work / column)))
+    return passes
 
 
 def _context(docs_dir: Path | None):
@@ -164,38 +214,50 @@ def _context(docs_dir: Path | None):
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def _run(suite: str, plan: dict[str, list[dict]], checks: dict, params: dict, out_dir: Path | None) -> GateResult:
+def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> GateResult:
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
 
     docs_dir = Path(out_dir) / DOCS_DIR if out_dir is not None else None
     context = _context(docs_dir)
     source = context.data_sources.add_pandas("tweetmill")
-    results, failures, evaluated = {}, [], 0
-    for batch, expectations in plan.items():
-        gx_suite = ExpectationSuite(name=f"{suite}.{batch}", expectations=expectations)
+    results: dict[str, dict] = {}
+    for batch, expectations, checked_on in passes:
+        name = f"{suite}.{batch}" if batch not in results else f"{suite}.{batch}.{len(results[batch]['results'])}"
+        gx_suite = ExpectationSuite(name=name, expectations=expectations)
         if len(gx_suite.expectations) != len(expectations):
-            raise ValueError(f"suite {suite}.{batch}: GX rejected some expectations (see its log)")
+            raise ValueError(f"suite {name}: GX rejected some expectations (see its log)")
+        asset = name.removeprefix(f"{suite}.")
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(
-                name=f"{suite}.{batch}",
-                data=source.add_dataframe_asset(batch).add_batch_definition_whole_dataframe(batch),
+                name=name,
+                data=source.add_dataframe_asset(asset).add_batch_definition_whole_dataframe(asset),
                 suite=context.suites.add(gx_suite),
             )
         )
         index = INDEX_COLUMNS[batch]
-        result = definition.run(
-            batch_parameters={"dataframe": checks[batch]},
+        runs = [definition.run(
+            batch_parameters={"dataframe": frame},
             expectation_parameters=params,
             result_format={
                 "result_format": "SUMMARY",
                 "partial_unexpected_count": EXAMPLES,
-                "unexpected_index_column_names": [index] if index in checks[batch].columns else [],
+                "unexpected_index_column_names": [index] if index in frame.columns else [],
             },
-        ).to_json_dict()
+        ).to_json_dict() for frame in checked_on]
+        result = _merged(runs)
+        if batch in results or len(runs) > 1:
+            if batch in results:
+                result = {**results[batch], "results": results[batch]["results"] + result["results"]}
+            met = sum(r["success"] for r in result["results"])
+            result.update(success=met == len(result["results"]), statistics={
+                "evaluated_expectations": len(result["results"]), "successful_expectations": met,
+                "unsuccessful_expectations": len(result["results"]) - met,
+                "success_percent": 100.0 * met / len(result["results"])})
         results[batch] = result
-        evaluated += len(result["results"])
-        failures += [_failure(batch, index, r) for r in result["results"] if not r["success"]]
+    failures = [_failure(batch, INDEX_COLUMNS[batch], r)
+                for batch, result in results.items() for r in result["results"] if not r["success"]]
+    evaluated = sum(len(result["results"]) for result in results.values())
     gate = GateResult(suite=suite, success=not failures, failures=failures, evaluated=evaluated)
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -207,6 +269,44 @@ def _run(suite: str, plan: dict[str, list[dict]], checks: dict, params: dict, ou
         context.build_data_docs()
         gate.docs_path = docs_dir / "index.html"
     return gate
+
+
+COUNTS = ("element_count", "unexpected_count", "missing_count")
+
+
+def _merged(runs: list[dict]) -> dict:
+    """One validation's results on several frames (slices or buckets of the rows) as one: counts added up, the first
+    examples kept, percentages over all rows."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = []
+    for parts in zip(*(run["results"] for run in runs)):
+        results = [p.get("result") or {} for p in parts]
+        result = dict(results[0])
+        for key in COUNTS:
+            if key in result:
+                result[key] = sum(r.get(key, 0) for r in results)
+        for key in ("partial_unexpected_list", "partial_unexpected_index_list"):
+            if key in result:
+                result[key] = [x for r in results for x in r.get(key) or []][:EXAMPLES]
+        if "partial_unexpected_counts" in result:
+            counts: dict[str, int] = {}
+            for r in results:
+                for c in r.get("partial_unexpected_counts") or []:
+                    counts[json.dumps(c["value"], default=str)] = counts.get(json.dumps(c["value"], default=str), 0) + c["count"]
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:EXAMPLES]
+            result["partial_unexpected_counts"] = [{"value": json.loads(v), "count": n} for v, n in top]
+        rows, missing = result.get("element_count", 0), result.get("missing_count", 0)
+        if "unexpected_count" in result:
+            unexpected = result["unexpected_count"]
+            result.update(unexpected_percent_total=100.0 * unexpected / rows if rows else 0.0,
+                          unexpected_percent_nonmissing=100.0 * unexpected / (rows - missing) if rows > missing else 0.0)
+            result["unexpected_percent"] = result["unexpected_percent_nonmissing"]
+        if "missing_count" in result:
+            result["missing_percent"] = 100.0 * missing / rows if rows else 0.0
+        raised = [p for p in parts if (p.get("exception_info") or {}).get("raised_exception")]
+        merged.append({**(raised or parts)[0], "success": all(p["success"] for p in parts), "result": result})
+    return {**runs[0], "results": merged}
 
 
 def _error(info: dict) -> str | None:

@@ -111,6 +111,40 @@ def test_summary_markdown_lists_failures(dirty):
     assert "expect_column_values_to_be_in_set | rows | lang | langid" in md and _ids(rows, [3])[0] in md
 
 
+def test_a_large_run_is_checked_in_slices_with_the_same_verdicts(tmp_path, monkeypatch):
+    """Over SLICE_ROWS rows the rows frame is built slice by slice and uniqueness is checked in hash buckets:
+    the same failures, counts and example ids as one frame of every row, duplicates across slices included."""
+    from expectations import gate
+
+    rows = curated_rows(300, seed=2)
+    rows = _set(rows, "lang", {3: "xx", 140: "zz"})
+    rows = _set(rows, "toxicity", {207: 0.93})
+    rows = _set(rows, "text", {11: "mail bob.example@example.com now", 212: "hi @somebody_real"})
+    rows = _set(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py(),  # in one shard
+                                      250: rows.column("dedupe_hash")[5].as_py()})  # in the first and the last
+    rows = _set(rows, "id", {160: rows.column("id")[60].as_py(), 30: "12e5"})
+    shards = write_shards(rows, tmp_path / "data" / "run", 100, 50)
+    report = report_for("run", rows.num_rows, ALL_STAGES)
+
+    def verdicts(result):  # examples in any order: a bucket lists its duplicates by value, a frame by row
+        return {(f["expectation"], f["column"]): (f["unexpected_count"], sorted(f["example_ids"]),
+                                                 sorted(map(str, f["observed"].get("examples", []))))
+                for f in result.failures}
+
+    whole = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "whole")
+    monkeypatch.setattr(gate, "SLICE_ROWS", 100)
+    sliced = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "sliced")
+    assert not sliced.success and (sliced.evaluated, verdicts(sliced)) == (whole.evaluated, verdicts(whole))
+    assert verdicts(sliced)[("expect_column_values_to_be_unique", "id")][:2] == (2, _ids(rows, [60]))  # one id, twice
+    assert verdicts(sliced)[("expect_column_values_to_be_unique", "dedupe_hash")][0] == 4
+    assert len(sliced.failures) == 6  # lang, toxicity, residual PII, the id's pattern, two uniqueness checks
+    stored = json.loads(sliced.result_path.read_text())["validations"]["rows"]
+    assert stored["statistics"]["evaluated_expectations"] == len(stored["results"]) and not stored["success"]
+    assert sorted(p.name for p in (tmp_path / "sliced").iterdir()) == ["data_docs", "validation.json"]
+    assert validate_output(shards[:1], config=CONFIG, report=report_for("run", 100, ALL_STAGES),
+                           out_dir=tmp_path / "one").evaluated == whole.evaluated
+
+
 # -- parameters follow the config, expectations follow the stages --------------------------------------------------
 
 def test_toxicity_threshold_comes_from_the_config(tmp_path):
@@ -226,6 +260,29 @@ def test_raw_suite_on_ingested_rows(tmp_path):
     assert _failure(result, "expect_column_values_to_not_be_null", "text_length")["example_ids"] == ["4.0"]
     missing = validate_input([bad.drop_columns(["lang_hint"])]).failures[0]
     assert missing["column"] == "field" and missing["observed"] == {"missing": ["lang_hint: string"]}
+
+
+def test_row_slices_hold_at_most_their_rows_and_every_source_once():
+    from expectations.frames import row_slices
+
+    def sizes(counts, rows):
+        return [[t.num_rows for t in s] for s in row_slices([pa.table({"a": range(n)}) for n in counts], rows)]
+
+    assert sizes([0, 3, 0, 2, 5, 1], 4) == [[0, 3, 0], [2], [5], [1]]  # a larger source alone; empty ones ride along
+    assert sizes([1, 1, 1], 4) == [[1, 1, 1]] and sizes([0], 4) == [[0]] and sizes([], 4) == []
+
+
+def test_raw_suite_in_slices(monkeypatch):
+    """The raw suite over many ingested parts, slice by slice: the failures of one frame of every row."""
+    from expectations import gate
+
+    parts = [tweets([{"id": "1", "text": "a"}, {"id": "2", "text": "b"}]),
+             tweets([{"id": "3", "text": None}, {"id": "4.0", "text": "d"}]), tweets([{"id": "x5", "text": None}])]
+    whole = validate_input(parts)
+    monkeypatch.setattr(gate, "SLICE_ROWS", 2)
+    sliced = validate_input(parts)
+    assert sliced.failures == whole.failures and len(whole.failures) == 2
+    assert _failure(sliced, "expect_column_values_to_not_be_null", "text_length")["unexpected_count"] == 2
 
 
 def test_validate_version_rechecks_a_published_version(tmp_path):
