@@ -424,17 +424,13 @@ def _probe_runs(parts, columns=("device", "started", "ended")) -> list[tuple]:
 
 @pytest.mark.slow
 def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
-    """On a standalone cluster whose worker offers two GPUs (named by a discovery script, which is all Spark checks)
-    and four cores, a GPU stage's tasks ask for one GPU each: at most two run at once, and tasks running at the same
-    time run on different GPUs, each the one Spark gave it. Where torch sees no such GPU, the real stage stops on
-    its first task saying so."""
-    script = tmp_path / "gpus.sh"
-    script.write_text("#!/usr/bin/env bash\necho '{\"name\": \"gpu\", \"addresses\": [\"0\", \"1\"]}'\n")
-    script.chmod(0o755)
+    """On a standalone cluster whose worker offers two GPUs (start-cluster.sh's SPARK_GPUS: its discovery script
+    names them, which is all Spark checks) and four cores, a GPU stage's tasks ask for one GPU each: at most two run
+    at once, and tasks running at the same time run on different GPUs, each the one Spark gave it. Where torch sees
+    no such GPU, the real stage stops on its first task saying so."""
     env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
            "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "4",
-           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable,
-           "SPARK_WORKER_OPTS": f"-Dspark.worker.resource.gpu.amount=2 -Dspark.worker.resource.gpu.discoveryScript={script}"}
+           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable, "SPARK_GPUS": "2"}
     started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
                              timeout=300)
     from pyspark import cloudpickle

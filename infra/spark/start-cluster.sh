@@ -10,6 +10,8 @@
 #   SPARK_WORKERS            number of workers                     (default 1)
 #   SPARK_WORKER_CORES       cores per worker                      (default 2)
 #   SPARK_WORKER_MEMORY      memory per worker, e.g. 2g            (default 2g; at least an executor's memory)
+#   SPARK_GPUS               GPUs of this machine to offer GPU stages (default 0), shared out among the workers;
+#                            runs then set spark.executor.resource.gpu.amount (docs/spark.md, "GPUs")
 #   SPARK_EXECUTOR_MEMORY    the executors' memory the runs ask for (default: spark.executor.memory below)
 #   PYTHON                   the venv's python                     (default <repo>/.venv/bin/python)
 #   SPARK_START_TIMEOUT      seconds to wait for the workers       (default 180)
@@ -27,6 +29,7 @@ workers="${SPARK_WORKERS:-1}"
 cores="${SPARK_WORKER_CORES:-2}"
 memory="${SPARK_WORKER_MEMORY:-2g}"
 timeout="${SPARK_START_TIMEOUT:-180}"
+gpus="${SPARK_GPUS:-0}"
 
 # An executor must fit in a worker: otherwise the master never starts one, and a job waits for resources forever.
 executor_memory="${SPARK_EXECUTOR_MEMORY:-$(awk '$1 == "spark.executor.memory" {print $2}' "$here/spark-defaults.conf")}"
@@ -57,7 +60,18 @@ nohup "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.master.Master \
 echo $! >"$state/master.pid"
 for i in $(seq 1 "$workers"); do
   mkdir -p "$state/work-$i"
-  nohup "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.worker.Worker \
+  # Worker i offers GPUs i-1, i-1+workers, ... (indexes as torch and nvidia-smi number them), named by a discovery
+  # script of its own: two workers never offer the same GPU.
+  addresses="$(seq -s ' ' $((i - 1)) "$workers" $((gpus - 1)) 2>/dev/null || true)"
+  worker_opts="${SPARK_WORKER_OPTS:-}"
+  if [ -n "$addresses" ]; then
+    printf '#!/usr/bin/env bash\necho %s\n' \
+      "'{\"name\": \"gpu\", \"addresses\": [$(printf '"%s",' $addresses | sed 's/,$//')]}'" >"$state/gpus-$i.sh"
+    chmod +x "$state/gpus-$i.sh"
+    worker_opts="$worker_opts -Dspark.worker.resource.gpu.amount=$(wc -w <<<"$addresses")"
+    worker_opts="$worker_opts -Dspark.worker.resource.gpu.discoveryScript=$state/gpus-$i.sh"
+  fi
+  SPARK_WORKER_OPTS="$worker_opts" nohup "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.worker.Worker \
     --host 127.0.0.1 --cores "$cores" --memory "$memory" --work-dir "$state/work-$i" --webui-port 0 \
     "$master" >"$state/worker-$i.log" 2>&1 </dev/null &
   echo $! >"$state/worker-$i.pid"
