@@ -102,8 +102,12 @@ def key_buckets(slices: Sequence[Sequence[Source]], column: str, buckets: int, f
     if not all(name in _scan(slices[0]).collect_schema().names() for name in names):
         yield pd.DataFrame({"id": pd.Series([], dtype=object)})
         return
+    # Equal values share a bucket; nulls (never duplicates of anything) are dealt out by row, so that a column of
+    # nulls does not gather in one bucket.
+    of_row = pl.when(pl.col(column).is_null()).then(pl.int_range(pl.len(), dtype=pl.UInt64) % buckets).otherwise(
+        pl.col(column).hash(seed=0) % buckets)
     for i, sources in enumerate(slices):
-        frame = _scan(sources).select(names).with_columns(bucket=pl.col(column).hash(seed=0) % buckets).collect()
+        frame = _scan(sources).select(names).with_columns(bucket=of_row).collect()
         for (bucket,), part in frame.partition_by("bucket", as_dict=True).items():
             (folder / str(bucket)).mkdir(parents=True, exist_ok=True)
             part.drop("bucket").write_parquet(folder / str(bucket) / f"{i}.parquet")

@@ -272,6 +272,15 @@ def test_row_slices_hold_at_most_their_rows_and_every_source_once():
     assert sizes([1, 1, 1], 4) == [[1, 1, 1]] and sizes([0], 4) == [[0]] and sizes([], 4) == []
 
 
+def test_key_buckets_bring_equal_values_together_and_deal_nulls_out(tmp_path):
+    from expectations.frames import key_buckets
+
+    slices = [[pa.table({"id": [f"{s}{i}" for i in range(30)], "h": [None] * 29 + [7]})] for s in "abc"]
+    buckets = list(key_buckets(slices, "h", 3, tmp_path))
+    assert sum(map(len, buckets)) == 90 and max(map(len, buckets)) <= 32  # 87 nulls spread, not in one bucket
+    assert [sorted(b.loc[b["h"] == 7, "id"]) for b in buckets if (b["h"] == 7).any()] == [["a29", "b29", "c29"]]
+
+
 def test_raw_suite_in_slices(monkeypatch):
     """The raw suite over many ingested parts, slice by slice: the failures of one frame of every row."""
     from expectations import gate
