@@ -293,15 +293,16 @@ def _merged(runs: list[dict]) -> dict:
             counts: dict[str, int] = {}
             for r in results:
                 for c in r.get("partial_unexpected_counts") or []:
-                    counts[json.dumps(c["value"], default=str)] = counts.get(json.dumps(c["value"], default=str), 0) + c["count"]
+                    value = json.dumps(c["value"], default=str)
+                    counts[value] = counts.get(value, 0) + c["count"]
             top = sorted(counts.items(), key=lambda kv: -kv[1])[:EXAMPLES]
             result["partial_unexpected_counts"] = [{"value": json.loads(v), "count": n} for v, n in top]
         rows, missing = result.get("element_count", 0), result.get("missing_count", 0)
         if "unexpected_count" in result:
             unexpected = result["unexpected_count"]
+            nonmissing = 100.0 * unexpected / (rows - missing) if rows > missing else 0.0
             result.update(unexpected_percent_total=100.0 * unexpected / rows if rows else 0.0,
-                          unexpected_percent_nonmissing=100.0 * unexpected / (rows - missing) if rows > missing else 0.0)
-            result["unexpected_percent"] = result["unexpected_percent_nonmissing"]
+                          unexpected_percent_nonmissing=nonmissing, unexpected_percent=nonmissing)
         if "missing_count" in result:
             result["missing_percent"] = 100.0 * missing / rows if rows else 0.0
         raised = [p for p in parts if (p.get("exception_info") or {}).get("raised_exception")]

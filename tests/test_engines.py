@@ -451,7 +451,7 @@ def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
         import torch
 
         if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
-            with pytest.raises(SetupError, match=r"the cluster gave this task the GPU '[01]' .* torch on the executor sees no GPU"):
+            with pytest.raises(SetupError, match=r"gave this task the GPU '[01]' .* torch on the executor sees no GPU"):
                 engine.run_stage(DedupeSemantic(), parts, tmp_path / "semantic", False)
     finally:
         cloudpickle.unregister_pickle_by_value(probe)
@@ -467,7 +467,7 @@ def test_beam_asks_for_the_accelerator_on_gpu_stage_tasks_only(tmp_path):
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
     engine = make_engine("beam", part_rows=20, running_mode="in_memory", accelerator=hint)
-    parts = [str(p) for p in write_parts(tweets([{"id": "1", "text": "a tweet", "created_at": 1}]), tmp_path / "in", 20)]
+    parts = [str(p) for p in write_parts(tweets([{"id": "1", "text": "a tweet", "created_at": 1}]), tmp_path / "in", 1)]
 
     def hints(stage):
         task = BatchTask(stage, parts, str(tmp_path / "out"), 20, False)
