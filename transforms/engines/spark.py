@@ -107,12 +107,15 @@ class SparkEngine(TaskEngine):
 
     def _gpu_profile(self):
         """The resource profile of a GPU stage's tasks: one CPU and `task_gpus` GPUs each, so Spark runs as many at
-        once on an executor as it has GPUs for. None where Spark cannot give tasks their own profile (local mode,
-        dynamic allocation: set spark.task.resource.gpu.amount there) or the executors have no GPUs."""
+        once on an executor as it has GPUs for. None where Spark cannot give tasks their own profile (other masters
+        than standalone, YARN and Kubernetes, dynamic allocation: set spark.task.resource.gpu.amount there) or the
+        executors have no GPUs."""
         from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 
-        conf = self.spark.sparkContext.getConf()
-        if (self.options.local or float(conf.get("spark.executor.resource.gpu.amount", "0")) <= 0
+        sc = self.spark.sparkContext
+        conf = sc.getConf()
+        if (not sc.master.startswith(("spark://", "yarn", "k8s://"))
+                or float(conf.get("spark.executor.resource.gpu.amount", "0")) <= 0
                 or conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"):
             return None
         requests = TaskResourceRequests().cpus(int(conf.get("spark.task.cpus", "1")))
