@@ -154,7 +154,8 @@ def _work_parent(out_dir: Path | None) -> Path | None:
     return Path(out_dir)
 
 
-Pass = tuple[str, list[dict], Iterable[pd.DataFrame]]  # a batch, expectations on it, and the frames it is checked on
+# A batch, the name of this part of its checks ("" for all of them), expectations, and the frames they run on.
+Pass = tuple[str, str, list[dict], Iterable[pd.DataFrame]]
 
 
 def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], rows: Sequence, params: dict,
@@ -165,26 +166,27 @@ def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], 
     passes: list[Pass] = []
     for batch, expectations in plan.items():
         if batch != "rows":
-            passes.append((batch, expectations, checks[batch]))
+            passes.append((batch, "", expectations, checks[batch]))
             continue
         slices = frames.row_slices(rows, SLICE_ROWS)
         if len(slices) <= 1:
             columns = {c for e in expectations for c in columns_used(e)}
-            passes.append((batch, expectations, [frames.rows_frame(rows, columns, params)]))
+            passes.append((batch, "", expectations, [frames.rows_frame(rows, columns, params)]))
             continue
         unknown = sorted({e["type"] for e in expectations} - ROW_WISE - {ROW_COUNT, UNIQUE})
         if unknown:
             raise ValueError(f"the rows suite has expectations the gate cannot check in slices of rows: {unknown}")
         row_wise = [e for e in expectations if e["type"] in ROW_WISE]
         columns = {c for e in row_wise for c in columns_used(e)}
-        passes.append((batch, row_wise, (frames.rows_frame(s, columns, params) for s in slices)))
+        passes.append((batch, "", row_wise, (frames.rows_frame(s, columns, params) for s in slices)))
         counts = [e for e in expectations if e["type"] == ROW_COUNT]
         if counts:
-            passes.append((batch, counts, [frames.count_frame(sum(map(frames.source_rows, rows)))]))
+            passes.append((batch, "row_count", counts, [frames.count_frame(sum(map(frames.source_rows, rows)))]))
         for e in expectations:
             if e["type"] == UNIQUE:
                 column = e["kwargs"]["column"]
-                passes.append((batch, [e], frames.key_buckets(slices, column, len(slices), work / column)))
+                passes.append((batch, f"unique_{column}", [e],
+                               frames.key_buckets(slices, column, len(slices), work / column)))
     return passes
 
 
@@ -222,8 +224,8 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
     context = _context(docs_dir)
     source = context.data_sources.add_pandas("tweetmill")
     results: dict[str, dict] = {}
-    for batch, expectations, checked_on in passes:
-        name = f"{suite}.{batch}" if batch not in results else f"{suite}.{batch}.{len(results[batch]['results'])}"
+    for batch, part, expectations, checked_on in passes:
+        name = f"{suite}.{batch}.{part}" if part else f"{suite}.{batch}"
         gx_suite = ExpectationSuite(name=name, expectations=expectations)
         if len(gx_suite.expectations) != len(expectations):
             raise ValueError(f"suite {name}: GX rejected some expectations (see its log)")
@@ -236,6 +238,7 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
             )
         )
         index = INDEX_COLUMNS[batch]
+        stored = set(context.validation_results_store.list_keys())
         runs = [definition.run(
             batch_parameters={"dataframe": frame},
             expectation_parameters=params,
@@ -246,6 +249,8 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
             },
         ).to_json_dict() for frame in checked_on]
         result = _merged(runs)
+        if len(runs) > 1:
+            _store_merged(context, name, result, stored)
         if batch in results or len(runs) > 1:
             if batch in results:
                 result = {**results[batch], "results": results[batch]["results"] + result["results"]}
@@ -269,6 +274,20 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
         context.build_data_docs()
         gate.docs_path = docs_dir / "index.html"
     return gate
+
+
+def _store_merged(context, name: str, result: dict, before: set) -> None:
+    """Data Docs show one page for a validation run slice by slice: its merged result replaces the slices' own."""
+    from great_expectations.core.expectation_validation_result import expectationSuiteValidationResultSchema
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    store = context.validation_results_store
+    keys = sorted(set(store.list_keys()) - before, key=str)
+    for key in keys:
+        store.remove_key(key)
+    store.store_validation_results(suite_validation_result=expectationSuiteValidationResultSchema.load(result),
+                                   suite_validation_result_identifier=keys[0],
+                                   expectation_suite_identifier=ExpectationSuiteIdentifier(name=name))
 
 
 COUNTS = ("element_count", "unexpected_count", "missing_count")

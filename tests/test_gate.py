@@ -141,6 +141,10 @@ def test_a_large_run_is_checked_in_slices_with_the_same_verdicts(tmp_path, monke
     stored = json.loads(sliced.result_path.read_text())["validations"]["rows"]
     assert stored["statistics"]["evaluated_expectations"] == len(stored["results"]) and not stored["success"]
     assert sorted(p.name for p in (tmp_path / "sliced").iterdir()) == ["data_docs", "validation.json"]
+    pages = {run: list((tmp_path / run / "data_docs" / "validations").rglob("*.html")) for run in ("whole", "sliced")}
+    # one page a validation, not one a slice: rows, schema, shards, funnel; in slices rows is four (row-wise checks,
+    # the row count, each uniqueness), each page the merged result
+    assert (len(pages["whole"]), len(pages["sliced"])) == (4, 7)
     assert validate_output(shards[:1], config=CONFIG, report=report_for("run", 100, ALL_STAGES),
                            out_dir=tmp_path / "one").evaluated == whole.evaluated
 
