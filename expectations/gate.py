@@ -251,14 +251,8 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
         result = _merged(runs)
         if len(runs) > 1:
             _store_merged(context, name, result, stored)
-        if batch in results or len(runs) > 1:
-            if batch in results:
-                result = {**results[batch], "results": results[batch]["results"] + result["results"]}
-            met = sum(r["success"] for r in result["results"])
-            result.update(success=met == len(result["results"]), statistics={
-                "evaluated_expectations": len(result["results"]), "successful_expectations": met,
-                "unsuccessful_expectations": len(result["results"]) - met,
-                "success_percent": 100.0 * met / len(result["results"])})
+        if batch in results:
+            result = _counted({**results[batch], "results": results[batch]["results"] + result["results"]})
         results[batch] = result
     failures = [_failure(batch, INDEX_COLUMNS[batch], r)
                 for batch, result in results.items() for r in result["results"] if not r["success"]]
@@ -326,7 +320,16 @@ def _merged(runs: list[dict]) -> dict:
             result["missing_percent"] = 100.0 * missing / rows if rows else 0.0
         raised = [p for p in parts if (p.get("exception_info") or {}).get("raised_exception")]
         merged.append({**(raised or parts)[0], "success": all(p["success"] for p in parts), "result": result})
-    return {**runs[0], "results": merged}
+    return _counted({**runs[0], "results": merged})
+
+
+def _counted(validation: dict) -> dict:
+    """A validation result whose success and statistics are its expectations' results'."""
+    results = validation["results"]
+    met = sum(r["success"] for r in results)
+    return {**validation, "success": met == len(results), "statistics": {
+        "evaluated_expectations": len(results), "successful_expectations": met,
+        "unsuccessful_expectations": len(results) - met, "success_percent": 100.0 * met / len(results)}}
 
 
 def _error(info: dict) -> str | None:

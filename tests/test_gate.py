@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -285,17 +287,26 @@ def test_key_buckets_bring_equal_values_together_and_deal_nulls_out(tmp_path):
     assert [sorted(b.loc[b["h"] == 7, "id"]) for b in buckets if (b["h"] == 7).any()] == [["a29", "b29", "c29"]]
 
 
-def test_raw_suite_in_slices(monkeypatch):
-    """The raw suite over many ingested parts, slice by slice: the failures of one frame of every row."""
+def _page_status(page: Path) -> str:
+    """The status a Data Docs validation page shows."""
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.read_text()).split())
+    return re.search(r"Status: (Succeeded|Failed)", text).group(1)
+
+
+def test_raw_suite_in_slices(monkeypatch, tmp_path):
+    """The raw suite over many ingested parts, slice by slice: the failures of one frame of every row, and a Data
+    Docs page with the merged verdict (the first slice passes, the others do not)."""
     from expectations import gate
 
     parts = [tweets([{"id": "1", "text": "a"}, {"id": "2", "text": "b"}]),
              tweets([{"id": "3", "text": None}, {"id": "4.0", "text": "d"}]), tweets([{"id": "x5", "text": None}])]
     whole = validate_input(parts)
     monkeypatch.setattr(gate, "SLICE_ROWS", 2)
-    sliced = validate_input(parts)
+    sliced = validate_input(parts, out_dir=tmp_path)
     assert sliced.failures == whole.failures and len(whole.failures) == 2
     assert _failure(sliced, "expect_column_values_to_not_be_null", "text_length")["unexpected_count"] == 2
+    pages = list((tmp_path / "data_docs" / "validations" / "raw" / "rows").rglob("*.html"))
+    assert len(pages) == 1 and _page_status(pages[0]) == "Failed"
 
 
 def test_validate_version_rechecks_a_published_version(tmp_path):
