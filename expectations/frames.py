@@ -74,13 +74,12 @@ def source_rows(source: Source) -> int:
     return source.num_rows if isinstance(source, pa.Table) else pq.read_metadata(source).num_rows
 
 
-def row_slices(sources: Sequence[Source], rows: int) -> list[list[Source]]:
-    """Consecutive sources grouped into slices of at most `rows` rows (a larger source is a slice of its own): the
-    rows frame of one slice is what the gate holds at once."""
+def row_slices(sources: Sequence[Source], sizes: Sequence[int], rows: int) -> list[list[Source]]:
+    """Consecutive sources (of `sizes` rows each) grouped into slices of at most `rows` rows (a larger source is a
+    slice of its own): the rows frame of one slice is what the gate holds at once."""
     slices: list[list[Source]] = []
     held = 0
-    for source in sources:
-        n = source_rows(source)
+    for source, n in zip(sources, sizes):
         if not slices or (slices[-1] and held + n > rows):
             slices.append([])
             held = 0

@@ -168,7 +168,8 @@ def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], 
         if batch != "rows":
             passes.append((batch, "", expectations, checks[batch]))
             continue
-        slices = frames.row_slices(rows, SLICE_ROWS)
+        sizes = [frames.source_rows(source) for source in rows]  # one footer read per shard
+        slices = frames.row_slices(rows, sizes, SLICE_ROWS)
         if len(slices) <= 1:
             columns = {c for e in expectations for c in columns_used(e)}
             passes.append((batch, "", expectations, [frames.rows_frame(rows, columns, params)]))
@@ -181,7 +182,7 @@ def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], 
         passes.append((batch, "", row_wise, (frames.rows_frame(s, columns, params) for s in slices)))
         counts = [e for e in expectations if e["type"] == ROW_COUNT]
         if counts:
-            passes.append((batch, "row_count", counts, [frames.count_frame(sum(map(frames.source_rows, rows)))]))
+            passes.append((batch, "row_count", counts, [frames.count_frame(sum(sizes))]))
         for e in expectations:
             if e["type"] == UNIQUE:
                 column = e["kwargs"]["column"]

@@ -7,6 +7,7 @@ duplicates, PII). Comparisons report column names and counts only, never values.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import orjson
@@ -387,29 +389,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp_path):
-    """The same run submitted to a real standalone cluster (master + 1 worker on 127.0.0.1) started for the test."""
-    raw, manifest = corpus
-    env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
+@contextlib.contextmanager
+def _standalone_cluster(folder: Path, **settings: str) -> Iterator[str]:
+    """A real standalone cluster (master + 1 worker on 127.0.0.1, state under `folder`) for the test; its master URL.
+    `settings`: start-cluster.sh's environment (cores, GPUs). Stopped after, with nothing left running."""
+    env = {**os.environ, "SPARK_STATE_DIR": str(folder), "SPARK_MASTER_PORT": str(_free_port()),
            "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "2",
-           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable}
+           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable, **settings}
     started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
                              timeout=300)
     try:
         assert started.returncode == 0, started.stderr[-2000:]
         master = started.stdout.strip().splitlines()[-1]
         assert master == f"spark://127.0.0.1:{env['SPARK_MASTER_PORT']}"
+        yield master
+    finally:
+        spark_session.stop()
+        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
+    assert not list(folder.glob("*.pid"))
+
+
+@pytest.mark.slow
+def test_standalone_cluster_gives_the_same_rows(corpus, polars_run, pii_key, tmp_path):
+    """The same run submitted to a real standalone cluster (master + 1 worker on 127.0.0.1) started for the test."""
+    raw, manifest = corpus
+    with _standalone_cluster(tmp_path / "cluster") as master:
         table = tmp_path / "table"
         options = {"master": master, "shuffle_partitions": 4, "executor_memory": "1g"}
         report = pipeline.run([str(raw)], table, _config("spark", options, manifest))
         _assert_same_run(polars_run, table, report, "spark")
         apps = list((tmp_path / "cluster" / "work-1").iterdir())
         assert len(apps) == 1 and apps[0].name.startswith("app-")  # the work ran on the cluster's worker
-    finally:
-        spark_session.stop()
-        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
-    assert not list((tmp_path / "cluster").glob("*.pid"))
 
 
 def _probe_runs(parts, columns=("device", "started", "ended")) -> list[tuple]:
@@ -428,36 +438,29 @@ def test_standalone_cluster_gives_each_gpu_stage_task_its_own_gpu(tmp_path):
     names them, which is all Spark checks) and four cores, a GPU stage's tasks ask for one GPU each: at most two run
     at once, and tasks running at the same time run on different GPUs, each the one Spark gave it. Where torch sees
     no such GPU, the real stage stops on its first task saying so."""
-    env = {**os.environ, "SPARK_STATE_DIR": str(tmp_path / "cluster"), "SPARK_MASTER_PORT": str(_free_port()),
-           "SPARK_MASTER_WEBUI_PORT": str(_free_port()), "SPARK_WORKERS": "1", "SPARK_WORKER_CORES": "4",
-           "SPARK_WORKER_MEMORY": "2g", "PYTHON": sys.executable, "SPARK_GPUS": "2"}
-    started = subprocess.run([str(REPO / "infra/spark/start-cluster.sh")], env=env, capture_output=True, text=True,
-                             timeout=300)
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(probe)  # executors cannot import tests/
     try:
-        assert started.returncode == 0, started.stderr[-2000:]
-        engine = make_engine("spark", part_rows=20, master=started.stdout.strip().splitlines()[-1],
-                             executor_memory="1g", conf={"spark.executor.resource.gpu.amount": 2})
-        rows = [{"id": str(100 + i), "text": f"tweet number {i} about the garden", "created_at": i} for i in range(160)]
-        parts = write_parts(tweets(rows), tmp_path / "in", 20)
-        result = engine.run_stage(probe.Probe(), parts, tmp_path / "probe", False)
-        runs = _probe_runs(result.parts)
-        assert len(runs) == 8 and {device for device, _, _ in runs} == {"cuda:0", "cuda:1"}
-        at_once = [[r for r in runs if r[1] <= start < r[2]] for _, start, _ in runs]
-        assert max(map(len, at_once)) == 2  # two tasks ran together (four cores), never three (two GPUs)
-        assert all(len({device for device, _, _ in group}) == len(group) for group in at_once)
-        import torch
+        with _standalone_cluster(tmp_path / "cluster", SPARK_WORKER_CORES="4", SPARK_GPUS="2") as master:
+            engine = make_engine("spark", part_rows=20, master=master, executor_memory="1g",
+                                 conf={"spark.executor.resource.gpu.amount": 2})
+            rows = [{"id": str(100 + i), "text": f"tweet number {i} about the garden", "created_at": i}
+                    for i in range(160)]
+            parts = write_parts(tweets(rows), tmp_path / "in", 20)
+            result = engine.run_stage(probe.Probe(), parts, tmp_path / "probe", False)
+            runs = _probe_runs(result.parts)
+            assert len(runs) == 8 and {device for device, _, _ in runs} == {"cuda:0", "cuda:1"}
+            at_once = [[r for r in runs if r[1] <= start < r[2]] for _, start, _ in runs]
+            assert max(map(len, at_once)) == 2  # two tasks ran together (four cores), never three (two GPUs)
+            assert all(len({device for device, _, _ in group}) == len(group) for group in at_once)
+            import torch
 
-        if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
-            with pytest.raises(SetupError, match=r"gave this task the GPU '[01]' .* torch on the executor sees no GPU"):
-                engine.run_stage(DedupeSemantic(), parts, tmp_path / "semantic", False)
+            if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+                with pytest.raises(SetupError, match=r"gave this task the GPU '[01]' .* sees no GPU"):
+                    engine.run_stage(DedupeSemantic(), parts, tmp_path / "semantic", False)
     finally:
         cloudpickle.unregister_pickle_by_value(probe)
-        spark_session.stop()
-        subprocess.run([str(REPO / "infra/spark/stop-cluster.sh")], env=env, capture_output=True, timeout=120)
-    assert not list((tmp_path / "cluster").glob("*.pid"))
 
 
 def test_beam_asks_for_the_accelerator_on_gpu_stage_tasks_only(tmp_path):

@@ -272,7 +272,8 @@ def test_row_slices_hold_at_most_their_rows_and_every_source_once():
     from expectations.frames import row_slices
 
     def sizes(counts, rows):
-        return [[t.num_rows for t in s] for s in row_slices([pa.table({"a": range(n)}) for n in counts], rows)]
+        tables = [pa.table({"a": range(n)}) for n in counts]
+        return [[t.num_rows for t in s] for s in row_slices(tables, counts, rows)]
 
     assert sizes([0, 3, 0, 2, 5, 1], 4) == [[0, 3, 0], [2], [5], [1]]  # a larger source alone; empty ones ride along
     assert sizes([1, 1, 1], 4) == [[1, 1, 1]] and sizes([0], 4) == [[0]] and sizes([], 4) == []

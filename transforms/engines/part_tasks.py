@@ -66,9 +66,8 @@ def worker_stage(stage: Stage) -> Stage:
 def gpu_stage(task: Callable) -> Stage | None:
     """The stage whose models `task` runs on a GPU (a batch stage's or a dedupe stage's annotate, for a stage whose
     resources name a GPU), or None: the one kind of task an engine gives a GPU."""
-    stage = getattr(task, "stage", None)
-    if isinstance(task, (BatchTask, SketchTask)) and stage.resources.gpu:
-        return stage
+    if isinstance(task, (BatchTask, SketchTask)) and task.stage.resources.gpu:
+        return task.stage
     return None
 
 
