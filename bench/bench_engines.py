@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.processes import tree_rss  # noqa: E402
 from transforms.stages import CATALOGUE, stage_class  # noqa: E402
 
 RUN = """
@@ -59,31 +60,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "spark_startup": startup,
 """
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == pid and p not in tree]
-        tree.update(children)
-        frontier += children
-    total = 0
-    for pid in tree:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 def run_script(script: str, args: list[str], what: str, **env: str) -> dict:
     """Run a Python `script` in its own process; the JSON object it prints last, with the peak summed resident
     memory of its process tree (sampled every 0.2 s) as peak_rss_gb."""
@@ -93,7 +69,7 @@ def run_script(script: str, args: list[str], what: str, **env: str) -> dict:
                             text=True, env=env, cwd=ROOT)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, _tree_rss(proc.pid))
+        peak = max(peak, sum(tree_rss(proc.pid).values()))
         time.sleep(0.2)
     out, err = proc.communicate()
     if proc.returncode:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
 import pyarrow.parquet as pq
 
 from expectations.parameters import field_names
 from expectations.residual_pii import residual_pii
+from transforms.engines.staging import PART_SUFFIX
 
 Source = Path | pa.Table
 
@@ -46,8 +48,11 @@ def _derived(params: dict[str, Any]) -> dict[str, tuple[str, Callable[[], pl.Exp
 
 
 def _scan(sources: Sequence[Source]) -> pl.LazyFrame:
+    """Arrow tables, working parts (Arrow IPC files: the ingested rows) or Parquet shards."""
     if sources and all(isinstance(s, pa.Table) for s in sources):
         return pl.concat([pl.from_arrow(t).lazy() for t in sources], how="diagonal_relaxed")
+    if sources and all(Path(s).suffix == PART_SUFFIX for s in sources):
+        return pl.scan_ipc([str(s) for s in sources])
     return pl.scan_parquet([str(s) for s in sources])
 
 
@@ -71,7 +76,27 @@ def rows_frame(sources: Sequence[Source], columns: set[str], params: dict[str, A
 
 
 def source_rows(source: Source) -> int:
-    return source.num_rows if isinstance(source, pa.Table) else pq.read_metadata(source).num_rows
+    """A source's rows, from its footer."""
+    if isinstance(source, pa.Table):
+        return source.num_rows
+    if Path(source).suffix == PART_SUFFIX:
+        return _scan([source]).select(pl.len()).collect().item()
+    return pq.read_metadata(source).num_rows
+
+
+def source_schema(source: Source) -> pa.Schema:
+    """A source's schema, from its footer."""
+    if isinstance(source, pa.Table):
+        return source.schema
+    if Path(source).suffix == PART_SUFFIX:
+        with pa.memory_map(str(source)) as file:
+            return pa.ipc.open_file(file).schema
+    return pq.read_schema(source)
+
+
+def has_columns(sources: Sequence[Source], names: Sequence[str]) -> bool:
+    present = _scan(sources[:1]).collect_schema().names()
+    return all(name in present for name in names)
 
 
 def row_slices(sources: Sequence[Source], sizes: Sequence[int], rows: int) -> list[list[Source]]:
@@ -93,27 +118,26 @@ def count_frame(rows: int) -> pd.DataFrame:
     return pd.DataFrame(index=pd.RangeIndex(rows))
 
 
-def key_buckets(slices: Sequence[Sequence[Source]], column: str, buckets: int, folder: Path) -> Iterator[pd.DataFrame]:
-    """`column` (with each row's id) of every row, in `buckets` frames split by the value's hash, so that equal
-    values meet in one frame of ~1/buckets of the rows: uniqueness checked in bounded memory. Each slice is read
-    once and spread over `folder`; a missing column gives one frame without it (its expectation then fails)."""
+def spread_buckets(sources: Sequence[Source], index: int, column: str, buckets: int, folder: Path) -> None:
+    """`column` (with each row's id) of one slice of the rows, spread over `buckets` subfolders of `folder` by the
+    value's hash, so that equal values meet in one bucket of ~1/buckets of the rows, whichever slice holds them:
+    uniqueness checked in bounded memory. Nulls (never duplicates of anything) are dealt out by row, so that a
+    column of nulls does not gather in one bucket. The slice's files are named by its `index`."""
     names = sorted({column, "id"})
-    if not all(name in _scan(slices[0]).collect_schema().names() for name in names):
-        yield pd.DataFrame({"id": pd.Series([], dtype=object)})
-        return
-    # Equal values share a bucket; nulls (never duplicates of anything) are dealt out by row, so that a column of
-    # nulls does not gather in one bucket.
     of_row = pl.when(pl.col(column).is_null()).then(pl.int_range(pl.len(), dtype=pl.UInt64) % buckets).otherwise(
         pl.col(column).hash(seed=0) % buckets)
-    for i, sources in enumerate(slices):
-        frame = _scan(sources).select(names).with_columns(bucket=of_row).collect()
-        for (bucket,), part in frame.partition_by("bucket", as_dict=True).items():
-            (folder / str(bucket)).mkdir(parents=True, exist_ok=True)
-            part.drop("bucket").write_parquet(folder / str(bucket) / f"{i}.parquet")
-    for bucket in range(buckets):
-        files = sorted((folder / str(bucket)).glob("*.parquet"))
-        if files:
-            yield pl.read_parquet(files).to_pandas()
+    frame = _scan(sources).select(names).with_columns(bucket=of_row).collect()
+    for (bucket,), part in frame.partition_by("bucket", as_dict=True).items():
+        (folder / str(bucket)).mkdir(parents=True, exist_ok=True)
+        part.drop("bucket").write_parquet(folder / str(bucket) / f"{index}.parquet")
+
+
+def bucket_frame(folder: Path, bucket: int, column: str) -> pd.DataFrame:
+    """Every slice's rows of one bucket (spread_buckets); no row where none fell into it."""
+    files = sorted((folder / str(bucket)).glob("*.parquet"))
+    if not files:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in sorted({column, "id"})})
+    return pl.read_parquet(files).to_pandas()
 
 
 def schema_frame(schema: pa.Schema) -> pd.DataFrame:

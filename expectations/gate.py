@@ -11,29 +11,29 @@ tweet text, so neither the failures nor the result JSON nor the Data Docs can sh
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expectations import frames
+from expectations import frames, validation
 from expectations.parameters import field_names, stages_run, suite_parameters
 from expectations.suites import applicable, columns_used, load_suite
+from expectations.tasks import BucketTask, Check, Runner, SliceTask, run_here
+from expectations.validation import EXAMPLES, INDEX_COLUMNS
 from transforms import publish
 from transforms.config import PipelineConfig
+from transforms.engines import make_engine
 from transforms.schema import TWEET_SCHEMA
 from transforms.versions import shard_uris
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-EXAMPLES = 5
-# Rows in one rows frame at most (~100 bytes a row there): a larger run is checked slice by slice, so the gate's
-# memory does not grow with the run (expectations/frames.py).
+# Rows in one rows frame at most (~100 bytes a row there): a larger run is checked slice by slice, in the tasks of
+# the run's engine (expectations/tasks.py), so the gate's memory does not grow with the run, nor its time on a
+# cluster.
 SLICE_ROWS = 4_000_000
 ROW_WISE = {  # expectations whose verdict on all rows is the sum of their verdicts on slices of them
     "expect_column_values_to_not_be_null", "expect_column_values_to_be_null", "expect_column_values_to_match_regex",
@@ -44,8 +44,6 @@ ROW_WISE = {  # expectations whose verdict on all rows is the sum of their verdi
 ROW_COUNT, UNIQUE = "expect_table_row_count_to_equal", "expect_column_values_to_be_unique"
 RESULT_FILE = "validation.json"
 DOCS_DIR = "data_docs"
-# The column that names a row of each check frame in failures (ids for tweets, never their text).
-INDEX_COLUMNS = {"rows": "id", "schema": "name", "shards": "shard", "funnel": "step"}
 
 
 @dataclass
@@ -81,17 +79,21 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def validate_output(shards: Sequence[Path], *, config: PipelineConfig, report: dict, out_dir: Path) -> GateResult:
-    """Run the curated suite on a run's shards (before they are committed), against its report."""
-    return _validate_curated(list(shards), config, [report], out_dir)
+def validate_output(shards: Sequence[Path], *, config: PipelineConfig, report: dict, out_dir: Path,
+                    runner: Runner = run_here) -> GateResult:
+    """Run the curated suite on a run's shards (before they are committed), against its report. `runner` runs a
+    large run's slices (the engine's run_tasks; by default one after another here)."""
+    return _validate_curated(list(shards), config, [report], out_dir, runner)
 
 
 def validate_version(
-    table: Path, version: int | None = None, config: PipelineConfig | None = None, *, out_dir: Path | None = None
+    table: Path, version: int | None = None, config: PipelineConfig | None = None, *, out_dir: Path | None = None,
+    runner: Runner | None = None,
 ) -> GateResult:
     """Re-run the curated suite on a published version: all of its rows, against the reports of the runs that wrote
     them (the stored report, else the commit's metadata), with `config`'s thresholds, by default those of the newest
-    run that wrote the version (as its publish gate checked it). Results go to TABLE/_tweetmill/validations/v<N>."""
+    run that wrote the version (as its publish gate checked it). A large version's slices run in the workers of that
+    config's engine unless `runner` says otherwise. Results go to TABLE/_tweetmill/validations/v<N>."""
     table = Path(table)
     version = publish.open_table(table, version).version()
     shards = [Path(u) for u in shard_uris(table, version)]
@@ -111,37 +113,40 @@ def validate_version(
             notes.append(f"run {report['run_id']} ran with another config (hash {report.get('config_hash')}); "
                          "thresholds are this config's")
     out_dir = out_dir or publish.sidecar(table, "validations") / f"v{version}"
-    result = _validate_curated(shards, config, reports, out_dir)
+    if runner is None:
+        runner = make_engine(config.engine, part_rows=config.part_rows, **config.engine_settings()).run_tasks
+    result = _validate_curated(shards, config, reports, out_dir, runner)
     result.notes[:0] = notes
     return result
 
 
-def validate_input(sources: Sequence[Path | pa.Table], *, out_dir: Path | None = None) -> GateResult:
-    """Run the raw suite on ingested canonical rows (Arrow tables or the ingest step's Parquet parts)."""
+def validate_input(sources: Sequence[Path | pa.Table], *, out_dir: Path | None = None,
+                   runner: Runner = run_here) -> GateResult:
+    """Run the raw suite on ingested canonical rows (Arrow tables, or the ingest step's parts: an engine's runner
+    needs paths)."""
     sources = list(sources)
-    if sources and isinstance(sources[0], pa.Table):
-        schema = sources[0].schema
-    else:
-        schema = pq.read_schema(sources[0]) if sources else TWEET_SCHEMA
+    schema = frames.source_schema(sources[0]) if sources else TWEET_SCHEMA
     params = {"canonical_fields": field_names(TWEET_SCHEMA)}
     plan = applicable(load_suite("raw"), (), params)
     with tempfile.TemporaryDirectory(prefix="gate-", dir=_work_parent(out_dir)) as work:
-        checks = {"schema": [frames.schema_frame(schema)]}
-        return _run("raw", _passes(plan, checks, sources, params, Path(work)), params, out_dir)
+        checks = {"schema": frames.schema_frame(schema)}
+        return _run("raw", _passes("raw", plan, checks, sources, params, Path(work), runner), params, out_dir)
 
 
-def _validate_curated(shards: list[Path], config: PipelineConfig, reports: list[dict], out_dir: Path) -> GateResult:
+def _validate_curated(shards: list[Path], config: PipelineConfig, reports: list[dict], out_dir: Path,
+                      runner: Runner) -> GateResult:
     params = suite_parameters(config, reports)
     plan = applicable(load_suite("curated"), stages_run(reports), params)
-    checks = {"shards": [frames.shards_frame(shards)], "funnel": [frames.funnel_frame(reports)]}
+    checks = {"shards": frames.shards_frame(shards), "funnel": frames.funnel_frame(reports)}
     notes = []
     if shards:
-        checks["schema"] = [frames.schema_frame(pq.read_schema(shards[0]))]
+        checks["schema"] = frames.schema_frame(pq.read_schema(shards[0]))
     else:
         notes.append("no shards: nothing published, schema not checked")
         plan.pop("schema", None)
     with tempfile.TemporaryDirectory(prefix="gate-", dir=_work_parent(out_dir)) as work:
-        result = _run("curated", _passes(plan, checks, shards, params, Path(work)), params, out_dir)
+        result = _run("curated", _passes("curated", plan, checks, shards, params, Path(work), runner), params,
+                      out_dir)
     result.notes += notes
     return result
 
@@ -154,107 +159,96 @@ def _work_parent(out_dir: Path | None) -> Path | None:
     return Path(out_dir)
 
 
-# A batch, the name of this part of its checks ("" for all of them), expectations, and the frames they run on.
-Pass = tuple[str, str, list[dict], Iterable[pd.DataFrame]]
+@dataclass
+class Pass:
+    """A batch's expectations (all, or one part of its checks: `part`) and what they run on: a frame checked here,
+    or `tasks` that check them elsewhere, called when the pass's turn comes for their validation results."""
+
+    batch: str
+    part: str
+    expectations: list[dict]
+    frame: pd.DataFrame | None = None
+    tasks: Callable[[], list[dict]] | None = None
+
+    def name(self, suite: str) -> str:
+        return f"{suite}.{self.batch}.{self.part}" if self.part else f"{suite}.{self.batch}"
 
 
-def _passes(plan: dict[str, list[dict]], checks: dict[str, list[pd.DataFrame]], rows: Sequence, params: dict,
-            work: Path) -> list[Pass]:
-    """The plan's batches with their frames; the rows batch from `rows` (shards, parts or tables): one frame where
-    the rows fit in SLICE_ROWS, else row-wise expectations slice by slice, the row count on a frame that holds
-    nothing, and each uniqueness in as many hash buckets of its column as there are slices."""
+def _passes(suite: str, plan: dict[str, list[dict]], checks: dict[str, pd.DataFrame], rows: Sequence,
+            params: dict, work: Path, runner: Runner) -> list[Pass]:
+    """The plan's batches with what they run on; the rows batch from `rows` (shards, parts or tables): one frame
+    where the rows fit in SLICE_ROWS, else, in the runner's tasks, row-wise expectations slice by slice and each
+    uniqueness in as many hash buckets of its column as there are slices; the row count on a frame that holds
+    nothing."""
     passes: list[Pass] = []
     for batch, expectations in plan.items():
         if batch != "rows":
-            passes.append((batch, "", expectations, checks[batch]))
+            passes.append(Pass(batch, "", expectations, checks[batch]))
             continue
         sizes = [frames.source_rows(source) for source in rows]  # one footer read per shard
         slices = frames.row_slices(rows, sizes, SLICE_ROWS)
         if len(slices) <= 1:
             columns = {c for e in expectations for c in columns_used(e)}
-            passes.append((batch, "", expectations, [frames.rows_frame(rows, columns, params)]))
+            passes.append(Pass(batch, "", expectations, frames.rows_frame(rows, columns, params)))
             continue
         unknown = sorted({e["type"] for e in expectations} - ROW_WISE - {ROW_COUNT, UNIQUE})
         if unknown:
             raise ValueError(f"the rows suite has expectations the gate cannot check in slices of rows: {unknown}")
-        row_wise = [e for e in expectations if e["type"] in ROW_WISE]
-        columns = {c for e in row_wise for c in columns_used(e)}
-        passes.append((batch, "", row_wise, (frames.rows_frame(s, columns, params) for s in slices)))
+        passes += _sliced(suite, expectations, slices, params, work, runner)
         counts = [e for e in expectations if e["type"] == ROW_COUNT]
         if counts:
-            passes.append((batch, "row_count", counts, [frames.count_frame(sum(sizes))]))
-        for e in expectations:
-            if e["type"] == UNIQUE:
-                column = e["kwargs"]["column"]
-                passes.append((batch, f"unique_{column}", [e],
-                               frames.key_buckets(slices, column, len(slices), work / column)))
+            passes.append(Pass(batch, "row_count", counts, frames.count_frame(sum(sizes))))
     return passes
 
 
-def _context(docs_dir: Path | None):
-    """An in-memory GX context: no project folder, no analytics, no progress bars, and Data Docs (if wanted) only
-    in `docs_dir`."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
+def _sliced(suite: str, expectations: list[dict], slices: list, params: dict, work: Path,
+            runner: Runner) -> list[Pass]:
+    """The row-wise and uniqueness passes of a large run: two rounds of the runner's tasks, run when the first of
+    them needs its results (a slice each: its row-wise checks, its unique columns spread over hash buckets; then a
+    bucket each: the uniqueness checks)."""
+    row_wise = Pass("rows", "", [e for e in expectations if e["type"] in ROW_WISE])
+    passes, unique = [row_wise], {}
+    for e in expectations:
+        if e["type"] == UNIQUE:
+            column = e["kwargs"]["column"]
+            passes.append(Pass("rows", f"unique_{column}", [e]))
+            if frames.has_columns(slices[0], [column, "id"]):
+                unique[column] = Check(suite, passes[-1].name(suite), [e], params)
+            else:  # the expectation fails, naming the column
+                passes[-1].frame = pd.DataFrame({"id": pd.Series([], dtype=object)})
+    results: dict[str, list[dict]] = {}
 
-    sites = {}
-    if docs_dir is not None:
-        sites["gate"] = {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).absolute())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        data_docs_sites=sites,
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    return gx.get_context(project_config=config, mode="ephemeral")
+    def run(part: str) -> list[dict]:
+        if not results:
+            columns = frozenset(c for e in row_wise.expectations for c in columns_used(e))
+            check = Check(suite, row_wise.name(suite), row_wise.expectations, params)
+            first = runner(len(slices), SliceTask(check, columns, slices, tuple(unique), str(work)), work)
+            results[""] = [s["validation"] for s in first]
+            if unique:
+                second = runner(len(slices), BucketTask(tuple(unique.items()), str(work)), work)
+                results.update({f"unique_{c}": [s["validations"][c] for s in second] for c in unique})
+        return results[part]
+    for p in passes:
+        if p.frame is None:
+            p.tasks = lambda part=p.part: run(part)
+    return passes
 
 
 def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> GateResult:
-    import great_expectations as gx
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
     docs_dir = Path(out_dir) / DOCS_DIR if out_dir is not None else None
-    context = _context(docs_dir)
-    source = context.data_sources.add_pandas("tweetmill")
+    context = validation.context(docs_dir)
     results: dict[str, dict] = {}
-    for batch, part, expectations, checked_on in passes:
-        name = f"{suite}.{batch}.{part}" if part else f"{suite}.{batch}"
-        gx_suite = ExpectationSuite(name=name, expectations=expectations)
-        if len(gx_suite.expectations) != len(expectations):
-            raise ValueError(f"suite {name}: GX rejected some expectations (see its log)")
-        asset = name.removeprefix(f"{suite}.")
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(
-                name=name,
-                data=source.add_dataframe_asset(asset).add_batch_definition_whole_dataframe(asset),
-                suite=context.suites.add(gx_suite),
-            )
-        )
-        index = INDEX_COLUMNS[batch]
-        stored = set(context.validation_results_store.list_keys())
-        runs = [definition.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=params,
-            result_format={
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": EXAMPLES,
-                "unexpected_index_column_names": [index] if index in frame.columns else [],
-            },
-        ).to_json_dict() for frame in checked_on]
-        result = _merged(runs)
-        if len(runs) > 1:
-            _store_merged(context, name, result, stored)
-        if batch in results:
-            result = _counted({**results[batch], "results": results[batch]["results"] + result["results"]})
-        results[batch] = result
+    for p in passes:
+        name = p.name(suite)
+        definition = validation.definition(context, suite, name, p.expectations)
+        if p.tasks is not None:
+            result = _merged(p.tasks())
+            _store(context, name, result)
+        else:
+            result = validation.validate(definition, p.batch, p.frame, params)
+        if p.batch in results:
+            result = _counted({**results[p.batch], "results": results[p.batch]["results"] + result["results"]})
+        results[p.batch] = result
     failures = [_failure(batch, INDEX_COLUMNS[batch], r)
                 for batch, result in results.items() for r in result["results"] if not r["success"]]
     evaluated = sum(len(result["results"]) for result in results.values())
@@ -271,18 +265,22 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
     return gate
 
 
-def _store_merged(context, name: str, result: dict, before: set) -> None:
-    """Data Docs show one page for a validation run slice by slice: its merged result replaces the slices' own."""
+def _store(context, name: str, result: dict) -> None:
+    """Data Docs show one page for a validation checked in tasks (slices, buckets): its merged result."""
     from great_expectations.core.expectation_validation_result import expectationSuiteValidationResultSchema
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
 
-    store = context.validation_results_store
-    keys = sorted(set(store.list_keys()) - before, key=str)
-    for key in keys:
-        store.remove_key(key)
-    store.store_validation_results(suite_validation_result=expectationSuiteValidationResultSchema.load(result),
-                                   suite_validation_result_identifier=keys[0],
-                                   expectation_suite_identifier=ExpectationSuiteIdentifier(name=name))
+    suite = ExpectationSuiteIdentifier(name=name)
+    run = result.get("meta", {}).get("run_id") or {}
+    key = ValidationResultIdentifier(expectation_suite_identifier=suite, batch_identifier=name.split(".", 1)[1],
+                                     run_id=RunIdentifier(run_name=run.get("run_name"), run_time=run.get("run_time")))
+    context.validation_results_store.store_validation_results(
+        suite_validation_result=expectationSuiteValidationResultSchema.load(result),
+        suite_validation_result_identifier=key, expectation_suite_identifier=suite)
 
 
 COUNTS = ("element_count", "unexpected_count", "missing_count")

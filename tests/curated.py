@@ -109,3 +109,44 @@ def publish_run(table_path: Path, rows: pa.Table, run_id: str, *, stages: Sequen
     report["version"] = publish.commit_shards(table_path, shards, rows.schema, meta, mode=mode)
     publish.write_report(table_path, run_id, report)
     return report
+
+
+def with_values(table: pa.Table, column: str, rows: dict[int, object]) -> pa.Table:
+    """`table` with the given rows of `column` set to other values."""
+    values = table.column(column).to_pylist()
+    for i, v in rows.items():
+        values[i] = v
+    return table.set_column(table.column_names.index(column), column, pa.array(values, table.schema.field(column).type))
+
+
+def dirty_run(folder: Path) -> tuple[pa.Table, list[Path], dict]:
+    """300 curated rows in 3 shards of 100 that fail six expectations, with duplicates within a shard and across
+    shards: rows, shards, report. For the gate in slices of 100 rows."""
+    rows = curated_rows(300, seed=2)
+    rows = with_values(rows, "lang", {3: "xx", 140: "zz"})
+    rows = with_values(rows, "toxicity", {207: 0.93})
+    rows = with_values(rows, "text", {11: "mail bob.example@example.com now", 212: "hi @somebody_real"})
+    rows = with_values(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py(),  # in one shard
+                                             250: rows.column("dedupe_hash")[5].as_py()})  # in the first and last
+    rows = with_values(rows, "id", {160: rows.column("id")[60].as_py(), 30: "12e5"})
+    shards = write_shards(rows, folder / "data" / "run", 100, 50)
+    return rows, shards, report_for("run", rows.num_rows, ALL_STAGES)
+
+
+def verdicts(result) -> dict:
+    """A gate result's failures by (expectation, column): count, example ids and examples, in any order (a bucket
+    lists its duplicates by value, a frame by row)."""
+    return {(f["expectation"], f["column"]): (f["unexpected_count"], sorted(f["example_ids"]),
+                                             sorted(map(str, f["observed"].get("examples", []))))
+            for f in result.failures}
+
+
+def forbid_slices_here(monkeypatch) -> None:
+    """From here on, this process cannot build a slice's frame nor spread or read a bucket: a gate that passes
+    checked its slices in other processes (workers start without this process's patches)."""
+    from expectations import frames
+
+    def here(*args, **kwargs):
+        raise AssertionError("a slice of the rows was checked in the driver")
+    for name in ("rows_frame", "spread_buckets", "bucket_frame"):
+        monkeypatch.setattr(frames, name, here)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import probe
+from tests.curated import dirty_run, forbid_slices_here, verdicts
 from tests.helpers import small_toxicity_transformer, synthetic_toxic_tweets, tweets, write_parts
 from transforms import demo, pipeline, publish
 from transforms.config import load_config
@@ -235,6 +236,26 @@ def test_annotate_equals_polars(corpus, engine, pii_key, tmp_path):
     ref, ours = pq.read_table(outputs["polars"]), pq.read_table(outputs[engine[0]])
     assert _differences(ref, ours) == []
     assert ours.column("drop_reason").null_count < ours.num_rows  # something was tagged, nothing dropped
+
+
+@pytest.mark.slow
+def test_the_gate_checks_a_large_runs_slices_in_the_engines_workers(engine, tmp_path, monkeypatch):
+    """The gate's slices and buckets of a large run as the engine's tasks, in its worker processes: the verdicts of
+    the gate checking them itself."""
+    from expectations import gate
+    from expectations.gate import validate_output
+
+    _, shards, report = dirty_run(tmp_path)
+    monkeypatch.setattr(gate, "SLICE_ROWS", 100)
+    config = load_config(settings={"langid": {"languages": ["de", "en", "es", "fr"]}})
+    here = validate_output(shards, config=config, report=report, out_dir=tmp_path / "here")
+    forbid_slices_here(monkeypatch)
+    # Beam in worker processes (in_memory runs its tasks in this one)
+    options = {**engine[1], "running_mode": "multi_processing", "workers": 2} if engine[0] == "beam" else engine[1]
+    runner = make_engine(engine[0], part_rows=PART_ROWS, **options).run_tasks
+    workers = validate_output(shards, config=config, report=report, out_dir=tmp_path / "workers", runner=runner)
+    assert not workers.success and (workers.evaluated, verdicts(workers)) == (here.evaluated, verdicts(here))
+    assert len(workers.failures) == 6
 
 
 @pytest.mark.slow

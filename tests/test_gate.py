@@ -15,19 +15,22 @@ from expectations.gate import validate_input, validate_output, validate_version
 from expectations.parameters import suite_parameters
 from expectations.residual_pii import luhn_valid, residual_pii
 from expectations.suites import applicable, load_suite
-from tests.curated import ALL_STAGES, curated_rows, publish_run, report_for, write_shards
+from tests.curated import (
+    ALL_STAGES,
+    curated_rows,
+    dirty_run,
+    forbid_slices_here,
+    publish_run,
+    report_for,
+    verdicts,
+    with_values,
+    write_shards,
+)
 from tests.helpers import tweets
 from transforms.config import PipelineConfig
 
 LANGS = ["de", "en", "es", "fr"]
 CONFIG = PipelineConfig(settings={"langid": {"languages": LANGS}})
-
-
-def _set(table: pa.Table, column: str, rows: dict[int, object]) -> pa.Table:
-    values = table.column(column).to_pylist()
-    for i, v in rows.items():
-        values[i] = v
-    return table.set_column(table.column_names.index(column), column, pa.array(values, table.schema.field(column).type))
 
 
 def _gate(tmp_path, rows: pa.Table, *, config=CONFIG, report=None, stages=ALL_STAGES, shard_rows=100):
@@ -58,12 +61,12 @@ def clean(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dirty(tmp_path_factory):
     rows = curated_rows(300, seed=2)
-    rows = _set(rows, "lang", {3: "xx", 40: "zz"})
-    rows = _set(rows, "toxicity", {7: 0.93})
-    rows = _set(rows, "is_toxic", {7: True})
-    rows = _set(rows, "text", {11: "mail bob.example@example.com now", 12: "hi @somebody_real", 13: "@user is fine"})
-    rows = _set(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py()})
-    rows = _set(rows, "id", {30: "12e5"})
+    rows = with_values(rows, "lang", {3: "xx", 40: "zz"})
+    rows = with_values(rows, "toxicity", {7: 0.93})
+    rows = with_values(rows, "is_toxic", {7: True})
+    rows = with_values(rows, "text", {11: "mail bob.example@example.com now", 12: "hi @somebody_real", 13: "@user is fine"})
+    rows = with_values(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py()})
+    rows = with_values(rows, "id", {30: "12e5"})
     tmp = tmp_path_factory.mktemp("dirty")
     return rows, tmp, _gate(tmp, rows)
 
@@ -118,21 +121,7 @@ def test_a_large_run_is_checked_in_slices_with_the_same_verdicts(tmp_path, monke
     the same failures, counts and example ids as one frame of every row, duplicates across slices included."""
     from expectations import gate
 
-    rows = curated_rows(300, seed=2)
-    rows = _set(rows, "lang", {3: "xx", 140: "zz"})
-    rows = _set(rows, "toxicity", {207: 0.93})
-    rows = _set(rows, "text", {11: "mail bob.example@example.com now", 212: "hi @somebody_real"})
-    rows = _set(rows, "dedupe_hash", {20: rows.column("dedupe_hash")[21].as_py(),  # in one shard
-                                      250: rows.column("dedupe_hash")[5].as_py()})  # in the first and the last
-    rows = _set(rows, "id", {160: rows.column("id")[60].as_py(), 30: "12e5"})
-    shards = write_shards(rows, tmp_path / "data" / "run", 100, 50)
-    report = report_for("run", rows.num_rows, ALL_STAGES)
-
-    def verdicts(result):  # examples in any order: a bucket lists its duplicates by value, a frame by row
-        return {(f["expectation"], f["column"]): (f["unexpected_count"], sorted(f["example_ids"]),
-                                                 sorted(map(str, f["observed"].get("examples", []))))
-                for f in result.failures}
-
+    rows, shards, report = dirty_run(tmp_path)
     whole = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "whole")
     monkeypatch.setattr(gate, "SLICE_ROWS", 100)
     sliced = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "sliced")
@@ -151,10 +140,32 @@ def test_a_large_run_is_checked_in_slices_with_the_same_verdicts(tmp_path, monke
                            out_dir=tmp_path / "one").evaluated == whole.evaluated
 
 
+def test_the_polars_engine_checks_a_large_runs_slices_in_worker_processes(tmp_path, monkeypatch):
+    """With an engine's runner the slices and buckets are checked in its workers: the verdicts, merged result and
+    Data Docs pages of the gate checking them itself."""
+    from expectations import gate
+    from transforms.engines.polars import PolarsEngine
+
+    _, shards, report = dirty_run(tmp_path)
+    monkeypatch.setattr(gate, "SLICE_ROWS", 100)
+    here = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "here")
+    forbid_slices_here(monkeypatch)
+    workers = validate_output(shards, config=CONFIG, report=report, out_dir=tmp_path / "workers",
+                              runner=PolarsEngine(threads=2).run_tasks)
+    assert not workers.success and (workers.evaluated, verdicts(workers)) == (here.evaluated, verdicts(here))
+    stored = [json.loads((tmp_path / run / "validation.json").read_text())["validations"]["rows"]["statistics"]
+              for run in ("here", "workers")]
+    assert stored[0] == stored[1]
+    pages = [sorted(p.parent.relative_to(tmp_path / run).parts[2:4]
+                    for p in (tmp_path / run / "data_docs" / "validations").rglob("*.html"))
+             for run in ("here", "workers")]
+    assert pages[0] == pages[1] and len(pages[0]) == 7
+
+
 # -- parameters follow the config, expectations follow the stages --------------------------------------------------
 
 def test_toxicity_threshold_comes_from_the_config(tmp_path):
-    rows = _set(curated_rows(200, seed=3), "toxicity", {5: 0.3, 6: 0.35})
+    rows = with_values(curated_rows(200, seed=3), "toxicity", {5: 0.3, 6: 0.35})
     strict = PipelineConfig(settings={"langid": {"languages": LANGS}, "toxicity": {"threshold": 0.3}})
     result = _gate(tmp_path, rows, config=strict)
     tox = _failure(result, "expect_column_values_to_be_between", "toxicity")
@@ -178,8 +189,8 @@ def test_per_language_score_thresholds(tmp_path):
 
 def test_float32_scores_compare_as_the_langid_stage_compares(tmp_path):
     # The stage widens its float32 scores to float64 before comparing: float32(0.65) is below a 0.65 threshold.
-    rows = _set(curated_rows(50, seed=5), "lang_score", {i: 0.7 for i in range(50)})
-    rows = _set(rows, "lang_score", {0: 0.65, 1: 0.6500001})
+    rows = with_values(curated_rows(50, seed=5), "lang_score", {i: 0.7 for i in range(50)})
+    rows = with_values(rows, "lang_score", {0: 0.65, 1: 0.6500001})
     config = PipelineConfig(settings={"langid": {"languages": LANGS, "min_score": 0.65}})
     result = _gate(tmp_path, rows, config=config)
     failure = _failure(result, "expect_column_pair_values_a_to_be_greater_than_b", "lang_score, lang_min_score")
@@ -207,7 +218,7 @@ def test_only_the_stages_that_ran_are_checked(tmp_path):
 
 
 def test_languages_not_configured_means_any_language(tmp_path):
-    rows = _set(curated_rows(100, seed=7), "lang", {0: "xx"})
+    rows = with_values(curated_rows(100, seed=7), "lang", {0: "xx"})
     assert _gate(tmp_path, rows, config=PipelineConfig()).success
 
 
@@ -279,12 +290,15 @@ def test_row_slices_hold_at_most_their_rows_and_every_source_once():
     assert sizes([1, 1, 1], 4) == [[1, 1, 1]] and sizes([0], 4) == [[0]] and sizes([], 4) == []
 
 
-def test_key_buckets_bring_equal_values_together_and_deal_nulls_out(tmp_path):
-    from expectations.frames import key_buckets
+def test_hash_buckets_bring_equal_values_together_and_deal_nulls_out(tmp_path):
+    from expectations.frames import bucket_frame, spread_buckets
 
     slices = [[pa.table({"id": [f"{s}{i}" for i in range(30)], "h": [None] * 29 + [7]})] for s in "abc"]
-    buckets = list(key_buckets(slices, "h", 3, tmp_path))
+    for i, rows in enumerate(slices):
+        spread_buckets(rows, i, "h", 4, tmp_path)
+    buckets = [bucket_frame(tmp_path, b, "h") for b in range(4)]
     assert sum(map(len, buckets)) == 90 and max(map(len, buckets)) <= 32  # 87 nulls spread, not in one bucket
+    assert (list(bucket_frame(tmp_path, 9, "h").columns), len(bucket_frame(tmp_path, 9, "h"))) == (["h", "id"], 0)
     assert [sorted(b.loc[b["h"] == 7, "id"]) for b in buckets if (b["h"] == 7).any()] == [["a29", "b29", "c29"]]
 
 
@@ -308,6 +322,27 @@ def test_raw_suite_in_slices(monkeypatch, tmp_path):
     assert _failure(sliced, "expect_column_values_to_not_be_null", "text_length")["unexpected_count"] == 2
     pages = list((tmp_path / "data_docs" / "validations" / "raw" / "rows").rglob("*.html"))
     assert len(pages) == 1 and _page_status(pages[0]) == "Failed"
+
+
+def test_raw_suite_on_working_parts_in_the_engines_workers(monkeypatch, tmp_path):
+    """The pipeline hands the raw suite the ingest step's parts (Arrow IPC files), which a large run's slices read
+    in the engine's workers: the failures of the gate on the same rows as tables."""
+    from expectations import gate
+    from transforms.engines.polars import PolarsEngine
+    from transforms.engines.staging import write_part
+
+    tables = [tweets([{"id": str(i), "text": "a"} for i in range(k, k + 3)]) for k in (1, 4, 7)]
+    tables[1] = tweets([{"id": "4", "text": None}, {"id": "5.0", "text": "b"}, {"id": "6", "text": None}])
+    parts = []
+    for i, table in enumerate(tables):
+        parts.append(tmp_path / f"part-{i}.arrow")
+        write_part(table, parts[-1], "zstd")
+    whole = validate_input(tables)
+    monkeypatch.setattr(gate, "SLICE_ROWS", 3)
+    forbid_slices_here(monkeypatch)
+    sliced = validate_input(parts, out_dir=tmp_path / "gate", runner=PolarsEngine(threads=2).run_tasks)
+    assert sliced.failures == whole.failures and len(whole.failures) == 2
+    assert _failure(sliced, "expect_column_values_to_not_be_null", "text_length")["unexpected_count"] == 2
 
 
 def test_validate_version_rechecks_a_published_version(tmp_path):
@@ -404,7 +439,7 @@ def test_a_run_whose_ingested_rows_fail_the_raw_suite_publishes_nothing(tmp_path
     c.ingest()
     rows = read_part(c.ingested.parts[0])
     broken = tmp_path / "broken.arrow"
-    write_part(_set(rows, "id", {3: "12e5"}), broken)
+    write_part(with_values(rows, "id", {3: "12e5"}), broken)
     c.ingested.parts[:] = [broken]
     with pytest.raises(GateFailed, match=r"raw suite.*expect_column_values_to_match_regex\(id\)") as failed:
         c.validate_input()

@@ -102,11 +102,12 @@ import json
 import sys
 sys.path.insert(0, sys.argv[1])
 import pyarrow as pa
+import expectations.tasks as gate_tasks
 import transforms.engines.part_tasks as tasks
 from transforms.stages.langid import LanguageId, LanguageIdConfig
 from transforms.stages.toxicity import Toxicity, ToxicityConfig
 
-print(tasks.__file__)
+print(tasks.__file__, gate_tasks.__file__)
 texts = pa.table({"text": ["shut up you stupid idiot, nobody cares what you think"]})
 for stage in (LanguageId(LanguageIdConfig()), Toxicity(ToxicityConfig())):
     print(json.dumps(stage.annotate(texts).to_pylist()[0]))
@@ -114,11 +115,11 @@ for stage in (LanguageId(LanguageIdConfig()), Toxicity(ToxicityConfig())):
 
 
 def test_code_archive_imports_on_its_own_with_its_models(tmp_path):
-    """What ship_code hands executors: the transforms package, importable from the zip alone, and the packaged
-    models read out of it (fastText needs real files)."""
+    """What ship_code hands executors: the transforms and expectations packages, importable from the zip alone, and
+    the packaged models read out of it (fastText needs real files)."""
     archive = spark_session.code_archive(tmp_path)
     out = subprocess.run([sys.executable, "-c", ZIPPED_STAGES, str(archive)], capture_output=True, text=True,
                          check=True, cwd=tmp_path)
     where, lang, toxicity = out.stdout.strip().splitlines()
-    assert where.startswith(str(archive))
+    assert all(path.startswith(str(archive)) for path in where.split())
     assert json.loads(lang)["lang"] == "en" and json.loads(toxicity)["is_toxic"] is True

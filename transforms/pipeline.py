@@ -169,7 +169,7 @@ class Curation:
         from expectations.gate import validate_input
 
         out_dir = publish.sidecar(self.table, "validations") / self.run_id / "input"
-        self.input_gate = validate_input([read_part(p) for p in self.ingested.parts], out_dir=out_dir)
+        self.input_gate = validate_input(self.ingested.parts, out_dir=out_dir, runner=self.engine.run_tasks)
         if not self.input_gate.success:
             raise GateFailed(self.input_gate)
         return self.input_gate
@@ -243,7 +243,8 @@ class Curation:
         from expectations.gate import validate_output
 
         out_dir = publish.sidecar(self.table, "validations") / self.run_id
-        self.gate = validate_output(self.shards, config=self.config, report=self.report(), out_dir=out_dir)
+        self.gate = validate_output(self.shards, config=self.config, report=self.report(), out_dir=out_dir,
+                                    runner=self.engine.run_tasks)
         if not self.gate.success:
             raise GateFailed(self.gate)
         return self.gate

@@ -114,7 +114,7 @@ class _RunTask:
         self.task, self.statuses = task, statuses
 
     def __call__(self, i: int) -> None:
-        for batch in self.task(iter([pa.record_batch([pa.array([i], pa.int64())], names=["id"])])):
+        for batch in self.task(iter([part_tasks.index_batch(i)])):
             for row in batch.to_pylist():
                 path = Path(self.statuses) / f"{row['task']:010d}.json"
                 part_tasks.replace_file(path, lambda p, text=row["status"]: p.write_text(text))

@@ -96,6 +96,17 @@ def status(task: int, **values) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([{"task": task, "status": json.dumps(values)}], schema=STATUS_SCHEMA)
 
 
+def index_batch(i: int) -> pa.RecordBatch:
+    """Task index `i` as a task reads it (Spark hands it a batch of spark.range's rows)."""
+    return pa.record_batch([pa.array([i], pa.int64())], names=["id"])
+
+
+def run_task(task: Callable, i: int) -> dict:
+    """Task `i`, here: its status row, as the engine that runs it elsewhere would hand it back."""
+    (row,) = [row for batch in task(iter([index_batch(i)])) for row in batch.to_pylist()]
+    return json.loads(row["status"])
+
+
 def task_folder(parent: Path, index: int, width: int) -> Path:
     """A task's own output folder, emptied first: a retried task starts clean and writes the same files."""
     folder = parent / f"{index:0{width}d}"

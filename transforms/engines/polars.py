@@ -38,6 +38,7 @@ from transforms.engines.common import (
     write_history_part,
 )
 from transforms.engines.key_groups import KeyGroups
+from transforms.engines.part_tasks import run_task
 from transforms.engines.staging import Compression, PartWriter, read_part, read_parts, write_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
@@ -107,6 +108,14 @@ class PolarsEngine:
             empty = TWEET_SCHEMA.empty_table()
             writer.add(empty.append_column(ORIGINAL_TEXT, empty.column("text")) if keep_original else empty)
         return IngestResult(writer.close(), writer.rows + rejects.rows, rejects.rows, rejects.close())
+
+    def run_tasks(self, n: int, task: Callable, work: Path | None = None) -> list[dict]:
+        """part_tasks' tasks over indexes 0..n-1, in worker processes: the gate's slices of a large run (what the
+        other engines run in their workers); their statuses, in task order."""
+        if self.threads <= 1 or n <= 1:
+            return [run_task(task, i) for i in range(n)]
+        with _worker_pool(None, min(self.threads, n)) as pool:
+            return list(pool.map(run_task, [task] * n, range(n)))
 
     # -- stages ---------------------------------------------------------------------------------------------------
     def run_stage(
@@ -340,8 +349,8 @@ _PROCESSES = multiprocessing.get_context("forkserver" if "forkserver" in multipr
 _worker_stage: Stage | None = None
 
 
-def _worker_pool(stage: Stage, workers: int) -> ProcessPoolExecutor:
-    """`workers` processes with `stage` set up, all started before this returns.
+def _worker_pool(stage: Stage | None, workers: int) -> ProcessPoolExecutor:
+    """`workers` processes with `stage` (if any) set up, all started before this returns.
 
     They start without the caller's __main__: multiprocessing would re-run a script's top level in each of them
     (a script that calls the pipeline without an `if __name__ == "__main__"` guard would run again in every worker,

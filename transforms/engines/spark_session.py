@@ -42,7 +42,7 @@ class SparkOptions(BaseModel):
     executor_memory: str | None = None  # e.g. "4g"; in local mode the one JVM's heap
     shuffle_partitions: int | None = Field(None, gt=0)
     conf: dict[str, str | bool | int | float] = Field(default_factory=dict)  # any other Spark setting
-    # Zip the `transforms` package and add it to every executor's path. Default: for masters on other hosts;
+    # Zip the `transforms` and `expectations` packages and add them to every executor's path. Default: for masters on other hosts;
     # executors on this host use this very venv (and model files found relative to the package).
     ship_code: bool | None = None
     # Driver environment variables handed to the Python workers (besides every TWEETMILL_* one), e.g. a stage's
@@ -103,13 +103,17 @@ def _settings(options: SparkOptions) -> dict[str, str]:
 
 
 def code_archive(folder: Path) -> Path:
-    """The running `transforms` package as folder/transforms.zip, for executors (source and data, no bytecode)."""
-    root = Path(transforms.__file__).resolve().parent
-    path = folder / "transforms.zip"
+    """The running `transforms` and `expectations` packages (the stages, and the gate's slices, run in executors) as
+    folder/tweetmill.zip, for executors (source and data, no bytecode)."""
+    import expectations
+
+    path = folder / "tweetmill.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(root.rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts:
-                zf.write(f, f.relative_to(root.parent).as_posix())
+        for package in (transforms, expectations):
+            root = Path(package.__file__).resolve().parent
+            for f in sorted(root.rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts:
+                    zf.write(f, f.relative_to(root.parent).as_posix())
     return path
 
 

@@ -42,6 +42,10 @@ class TaskEngine(ABC):
             where = ".".join(str(x) for x in first["loc"]) or "engine_options"
             raise ConfigError(f"invalid engine_options for {self.name}: {where}: {first['msg']}") from None
 
+    def run_tasks(self, n: int, task: Callable, work: Path) -> list[dict]:
+        """Tasks of other modules (the gate's slices of a large run) in this engine's workers."""
+        return self._run(n, task, work)
+
     @abstractmethod
     def _run(self, n: int, task: Callable, work: Path) -> list[dict]:
         """Run `task` over task indexes 0..n-1, one task each; their status rows, in task order. `work`: a folder
