@@ -37,9 +37,9 @@ from bench.processes import tree_rss  # noqa: E402
 from expectations import frames, gate  # noqa: E402
 from expectations.gate import validate_input, validate_output  # noqa: E402
 from expectations.parameters import suite_parameters  # noqa: E402
-from expectations.tasks import run_here  # noqa: E402
 from tests.curated import ALL_STAGES, curated_rows, report_for, write_shards  # noqa: E402
 from transforms.config import PipelineConfig  # noqa: E402
+from transforms.engines.part_tasks import run_here  # noqa: E402
 from transforms.engines.polars import PolarsEngine  # noqa: E402
 from transforms.schema import TWEET_SCHEMA  # noqa: E402
 

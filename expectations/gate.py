@@ -14,7 +14,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -23,11 +23,12 @@ import pyarrow.parquet as pq
 from expectations import frames, validation
 from expectations.parameters import field_names, stages_run, suite_parameters
 from expectations.suites import applicable, columns_used, load_suite
-from expectations.tasks import BucketTask, Check, Runner, SliceTask, run_here
+from expectations.tasks import BucketTask, Check, Runner, SliceTask
 from expectations.validation import EXAMPLES, INDEX_COLUMNS
 from transforms import publish
 from transforms.config import PipelineConfig
 from transforms.engines import make_engine
+from transforms.engines.part_tasks import run_here
 from transforms.schema import TWEET_SCHEMA
 from transforms.versions import shard_uris
 
@@ -161,14 +162,14 @@ def _work_parent(out_dir: Path | None) -> Path | None:
 
 @dataclass
 class Pass:
-    """A batch's expectations (all, or one part of its checks: `part`) and what they run on: a frame checked here,
-    or `tasks` that check them elsewhere, called when the pass's turn comes for their validation results."""
+    """A batch's expectations (all, or one part of its checks: `part`) and a frame to check them on here, or the
+    validation results of the tasks that checked them elsewhere (on slices or buckets of the rows)."""
 
     batch: str
     part: str
     expectations: list[dict]
     frame: pd.DataFrame | None = None
-    tasks: Callable[[], list[dict]] | None = None
+    results: list[dict] | None = None
 
     def name(self, suite: str) -> str:
         return f"{suite}.{self.batch}.{self.part}" if self.part else f"{suite}.{self.batch}"
@@ -203,34 +204,29 @@ def _passes(suite: str, plan: dict[str, list[dict]], checks: dict[str, pd.DataFr
 
 def _sliced(suite: str, expectations: list[dict], slices: list, params: dict, work: Path,
             runner: Runner) -> list[Pass]:
-    """The row-wise and uniqueness passes of a large run: two rounds of the runner's tasks, run when the first of
-    them needs its results (a slice each: its row-wise checks, its unique columns spread over hash buckets; then a
-    bucket each: the uniqueness checks)."""
+    """The row-wise and uniqueness passes of a large run, with the results of two rounds of the runner's tasks: a
+    slice each (its row-wise checks, its unique columns spread over hash buckets), then a bucket each (the
+    uniqueness checks)."""
     row_wise = Pass("rows", "", [e for e in expectations if e["type"] in ROW_WISE])
-    passes, unique = [row_wise], {}
+    passes: list[Pass] = [row_wise]
+    unique: list[tuple[Pass, str, Check]] = []
     for e in expectations:
         if e["type"] == UNIQUE:
             column = e["kwargs"]["column"]
             passes.append(Pass("rows", f"unique_{column}", [e]))
             if frames.has_columns(slices[0], [column, "id"]):
-                unique[column] = Check(suite, passes[-1].name(suite), [e], params)
+                unique.append((passes[-1], column, Check(suite, passes[-1].name(suite), [e], params)))
             else:  # the expectation fails, naming the column
                 passes[-1].frame = pd.DataFrame({"id": pd.Series([], dtype=object)})
-    results: dict[str, list[dict]] = {}
-
-    def run(part: str) -> list[dict]:
-        if not results:
-            columns = frozenset(c for e in row_wise.expectations for c in columns_used(e))
-            check = Check(suite, row_wise.name(suite), row_wise.expectations, params)
-            first = runner(len(slices), SliceTask(check, columns, slices, tuple(unique), str(work)), work)
-            results[""] = [s["validation"] for s in first]
-            if unique:
-                second = runner(len(slices), BucketTask(tuple(unique.items()), str(work)), work)
-                results.update({f"unique_{c}": [s["validations"][c] for s in second] for c in unique})
-        return results[part]
-    for p in passes:
-        if p.frame is None:
-            p.tasks = lambda part=p.part: run(part)
+    columns = frozenset(c for e in row_wise.expectations for c in columns_used(e))
+    check = Check(suite, row_wise.name(suite), row_wise.expectations, params)
+    spread = tuple(column for _, column, _ in unique)
+    first = runner(len(slices), SliceTask(check, columns, slices, spread, str(work)), work)
+    row_wise.results = [s["validation"] for s in first]
+    if unique:
+        second = runner(len(slices), BucketTask(tuple((c, ch) for _, c, ch in unique), str(work)), work)
+        for p, column, _ in unique:
+            p.results = [s["validations"][column] for s in second]
     return passes
 
 
@@ -241,8 +237,8 @@ def _run(suite: str, passes: list[Pass], params: dict, out_dir: Path | None) -> 
     for p in passes:
         name = p.name(suite)
         definition = validation.definition(context, suite, name, p.expectations)
-        if p.tasks is not None:
-            result = _merged(p.tasks())
+        if p.results is not None:
+            result = _merged(p.results)
             _store(context, name, result)
         else:
             result = validation.validate(definition, p.batch, p.frame, params)

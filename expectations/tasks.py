@@ -17,30 +17,24 @@ import pyarrow as pa
 
 from expectations import frames
 from expectations.validation import validate_apart
-from transforms.engines.part_tasks import run_task, status, task_indexes
+from transforms.engines.part_tasks import status, task_indexes
 
 # Runs task(i) for i in 0..n-1 (`work`: a folder the round may use), and hands back their statuses in task order:
-# an engine's run_tasks, or run_here.
+# an engine's run_tasks, or part_tasks.run_here (one after another in this process: the gate without an engine).
 Runner = Callable[[int, Callable, Path], list[dict]]
-
-
-def run_here(n: int, task: Callable, work: Path) -> list[dict]:
-    """The tasks one after another in this process: the gate's way without an engine."""
-    return [run_task(task, i) for i in range(n)]
 
 
 @dataclass(frozen=True)
 class Check:
-    """What one validation checks: GX's suite name of it, its expectations, their parameters, the frame kind."""
+    """What one validation of the rows checks: GX's suite name of it, its expectations, their parameters."""
 
     suite: str
     name: str
     expectations: list[dict]
     params: dict
-    batch: str = "rows"
 
     def on(self, frame) -> dict:
-        return validate_apart(self.suite, self.name, self.expectations, self.batch, frame, self.params)
+        return validate_apart(self.suite, self.name, self.expectations, "rows", frame, self.params)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,11 @@ def run_task(task: Callable, i: int) -> dict:
     return json.loads(row["status"])
 
 
+def run_here(n: int, task: Callable, work: Path | None = None) -> list[dict]:
+    """Tasks 0..n-1 one after another in this process; their status rows, in task order."""
+    return [run_task(task, i) for i in range(n)]
+
+
 def task_folder(parent: Path, index: int, width: int) -> Path:
     """A task's own output folder, emptied first: a retried task starts clean and writes the same files."""
     folder = parent / f"{index:0{width}d}"

@@ -38,7 +38,7 @@ from transforms.engines.common import (
     write_history_part,
 )
 from transforms.engines.key_groups import KeyGroups
-from transforms.engines.part_tasks import run_task
+from transforms.engines.part_tasks import run_here, run_task
 from transforms.engines.staging import Compression, PartWriter, read_part, read_parts, write_part
 from transforms.schema import DROP_SCHEMA, REJECT_SCHEMA, TWEET_SCHEMA
 from transforms.stages.base import BatchStage, DedupeStage, Stage
@@ -113,7 +113,7 @@ class PolarsEngine:
         """part_tasks' tasks over indexes 0..n-1, in worker processes: the gate's slices of a large run (what the
         other engines run in their workers); their statuses, in task order."""
         if self.threads <= 1 or n <= 1:
-            return [run_task(task, i) for i in range(n)]
+            return run_here(n, task)
         with _worker_pool(None, min(self.threads, n)) as pool:
             return list(pool.map(run_task, [task] * n, range(n)))
 

@@ -42,8 +42,8 @@ class SparkOptions(BaseModel):
     executor_memory: str | None = None  # e.g. "4g"; in local mode the one JVM's heap
     shuffle_partitions: int | None = Field(None, gt=0)
     conf: dict[str, str | bool | int | float] = Field(default_factory=dict)  # any other Spark setting
-    # Zip the `transforms` and `expectations` packages and add them to every executor's path. Default: for masters on other hosts;
-    # executors on this host use this very venv (and model files found relative to the package).
+    # Zip the `transforms` and `expectations` packages and add them to every executor's path. Default: for masters
+    # on other hosts; executors on this host use this very venv (and model files found relative to the package).
     ship_code: bool | None = None
     # Driver environment variables handed to the Python workers (besides every TWEETMILL_* one), e.g. a stage's
     # key variable with another name. They travel inside the task description, never in Spark's settings or UI.
